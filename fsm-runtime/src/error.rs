@@ -1,0 +1,154 @@
+//! The error of every store operation.
+
+use crate::entity_id::EntityId;
+use crate::mapping::InvalidIdentifier;
+
+/// A boxed error, as returned by an effect.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store operation failed. Every variant names the machine and the entity it concerns, and
+/// the states involved; [`Error::is_retryable`] says whether trying again may succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No entity with this id exists in the table.
+    #[error("{machine} `{id}` not found in table `{table}`")]
+    NotFound {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The table that was searched.
+        table: String,
+    },
+
+    /// The table has no edge from the entity's state to the requested target.
+    #[error("{machine} `{id}`: no transition from `{from}` to `{to}`")]
+    InvalidTransition {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The state the entity is in.
+        from: &'static str,
+        /// The requested target.
+        to: &'static str,
+    },
+
+    /// The event has no edge from the entity's state.
+    #[error("{machine} `{id}`: event `{event}` is not legal in state `{state}`")]
+    InvalidEvent {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The state the entity is in.
+        state: &'static str,
+        /// The event that was fired.
+        event: &'static str,
+    },
+
+    /// The stored state is a string no variant maps to (a corrupted or foreign row).
+    #[error("{machine} `{id}` in table `{table}` holds `{value}`, which is not a state (expected one of: {expected})")]
+    UnknownState {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The table.
+        table: String,
+        /// The value found.
+        value: String,
+        /// The stored names of all states.
+        expected: &'static str,
+    },
+
+    /// A compare-and-set on an observed state found the entity in another state (retryable:
+    /// read again and decide again).
+    #[error("{machine} `{id}`: expected state `{expected}`, found `{actual}`")]
+    Conflict {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The state the caller observed.
+        expected: &'static str,
+        /// The state the entity is in now.
+        actual: &'static str,
+    },
+
+    /// The entity's version is not the one the caller demanded.
+    #[error("{machine} `{id}`: expected version {expected}, found {actual}")]
+    VersionConflict {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The version the caller demanded.
+        expected: i64,
+        /// The version the entity has.
+        actual: i64,
+    },
+
+    /// An effect attached to the transition failed; the transition was rolled back.
+    #[error("{machine} `{id}`: effect of the transition `{from}` -> `{to}` failed, rolled back: {source}")]
+    Effect {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The state the transition left.
+        from: &'static str,
+        /// The state the transition would have reached.
+        to: &'static str,
+        /// The effect's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A table or column name given at run time is not a valid SQL identifier.
+    #[error(transparent)]
+    InvalidIdentifier(#[from] InvalidIdentifier),
+
+    /// The database failed.
+    #[error("{machine}: database error on table `{table}` ({}): {source}", if *.retryable { "retry is safe" } else { "do not retry" })]
+    Database {
+        /// The machine.
+        machine: &'static str,
+        /// The table the statement concerned.
+        table: String,
+        /// Whether the statement surely had no effect and may be retried (serialization
+        /// failure, deadlock, lock timeout, connection failure before commit).
+        retryable: bool,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// Whether trying the same operation again may succeed: a [`Error::Conflict`], a
+    /// [`Error::VersionConflict`] after a fresh read, or a [`Error::Database`] error the database
+    /// marked transient. Everything else fails again the same way.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Conflict { .. } | Self::VersionConflict { .. } => true,
+            Self::Database { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// The entity the error concerns, when it concerns one.
+    pub fn entity(&self) -> Option<&EntityId> {
+        match self {
+            Self::NotFound { id, .. }
+            | Self::InvalidTransition { id, .. }
+            | Self::InvalidEvent { id, .. }
+            | Self::UnknownState { id, .. }
+            | Self::Conflict { id, .. }
+            | Self::VersionConflict { id, .. }
+            | Self::Effect { id, .. } => Some(id),
+            Self::InvalidIdentifier(_) | Self::Database { .. } => None,
+        }
+    }
+}

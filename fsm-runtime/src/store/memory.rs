@@ -1,0 +1,217 @@
+//! [`MemoryStore`]: the in-memory adapter, for tests, prototypes and single-process use.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::entity_id::EntityId;
+use crate::error::Error;
+use crate::machine::StateMachine;
+use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
+use crate::store::{Store, TransitionRequest};
+
+/// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
+/// value behaves as it would in a database.
+#[derive(Debug)]
+struct Row {
+    state: String,
+    version: i64,
+    history: Vec<(i64, String, String, Option<&'static str>, i64)>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
+
+/// What an effect receives from a [`MemoryStore`]: the transition being applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryTx {
+    /// The entity.
+    pub id: EntityId,
+    /// The stored name of the state being left.
+    pub from: &'static str,
+    /// The stored name of the target.
+    pub to: &'static str,
+    /// The version the transition will produce.
+    pub version: i64,
+}
+
+/// An in-memory [`Store`] with the same semantics as the SQL adapters.
+///
+/// Each entity has its own async lock, held across the decision, the effects and the write, so
+/// racing tasks are serialised per entity and exactly one of them gets [`Outcome::Applied`].
+///
+/// ```
+/// use fsm_runtime::{MemoryStore, Outcome, StateMachine, Store};
+///
+/// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+/// enum Invoice {
+///     #[state(initial)]
+///     Open,
+///     #[transition(from = Open)]
+///     Paid,
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = MemoryStore::<Invoice>::new();
+/// store.create(1).await?;
+/// assert!(store.transition(1, Invoice::Paid).await?.is_applied());
+/// assert!(matches!(
+///     store.transition(1, Invoice::Paid).await?,
+///     Outcome::AlreadyApplied { state: Invoice::Paid, version: 1 }
+/// ));
+/// # Ok::<(), fsm_runtime::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct MemoryStore<M> {
+    rows: Mutex<HashMap<EntityId, Slot>>,
+    table: String,
+    machine: PhantomData<fn() -> M>,
+}
+
+impl<M: StateMachine> Default for MemoryStore<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M> std::fmt::Debug for MemoryStore<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+impl<M: StateMachine> MemoryStore<M> {
+    /// An empty store; errors name the table of the machine's mapping.
+    pub fn new() -> Self {
+        Self { rows: Mutex::new(HashMap::new()), table: M::MAPPING.table.to_string(), machine: PhantomData }
+    }
+
+    /// Stores a row as given, without any check: for tests of corrupted data and for imports.
+    /// Replaces any existing row of that id and clears its history.
+    pub fn put_raw(&self, id: impl Into<EntityId>, state: &str, version: i64) {
+        let row = Row { state: state.to_owned(), version, history: Vec::new() };
+        self.lock_rows().insert(id.into(), Arc::new(tokio::sync::Mutex::new(Some(row))));
+    }
+
+    fn lock_rows(&self) -> std::sync::MutexGuard<'_, HashMap<EntityId, Slot>> {
+        // The map is only touched by short, non-panicking critical sections; a poisoned lock
+        // still holds a consistent map.
+        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&self, id: &EntityId) -> Option<Slot> {
+        self.lock_rows().get(id).cloned()
+    }
+
+    async fn apply_plan(&self, plan: Plan<M>, request_effects: Vec<crate::store::Effect<'_, MemoryTx>>) -> Result<Outcome<M>, Error> {
+        let id = plan.id.clone();
+        let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let mut guard = slot.lock().await;
+        let row = guard.as_mut().ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let state = parse_state::<M>(&id, &self.table, &row.state)?;
+        let from = match plan.decide(state, row.version)? {
+            Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+            Decision::Apply { from } => from,
+        };
+        let version = row.version + 1;
+        let mut tx = MemoryTx { id: id.clone(), from: from.as_str(), to: plan.target.as_str(), version };
+        for effect in request_effects {
+            effect.run(&mut tx).await.map_err(|source| Error::Effect {
+                machine: M::MACHINE,
+                id: id.clone(),
+                from: from.as_str(),
+                to: plan.target.as_str(),
+                source,
+            })?;
+        }
+        row.state = plan.target.as_str().to_owned();
+        row.version = version;
+        row.history.push((version, from.as_str().to_owned(), plan.target.as_str().to_owned(), plan.event_name(), now_micros()));
+        Ok(Outcome::Applied { from, to: plan.target, version })
+    }
+}
+
+impl<M: StateMachine> Store<M> for MemoryStore<M> {
+    type Tx = MemoryTx;
+
+    async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
+        let id = id.into();
+        loop {
+            let existing = {
+                let mut rows = self.lock_rows();
+                match rows.get(&id) {
+                    Some(slot) => slot.clone(),
+                    None => {
+                        let row = Row { state: state.as_str().to_owned(), version: 0, history: Vec::new() };
+                        rows.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(Some(row))));
+                        return Ok(CreateOutcome::Created { state });
+                    }
+                }
+            };
+            let guard = existing.lock().await;
+            if let Some(row) = guard.as_ref() {
+                return Ok(CreateOutcome::AlreadyExists {
+                    state: parse_state::<M>(&id, &self.table, &row.state)?,
+                    version: row.version,
+                });
+            }
+            // Deleted between the look-up and the lock: the delete won, so insert anew.
+        }
+    }
+
+    async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {
+        let id = id.into();
+        let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let guard = slot.lock().await;
+        let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        Ok(Snapshot { state: parse_state::<M>(&id, &self.table, &row.state)?, version: row.version })
+    }
+
+    async fn delete(&self, id: impl Into<EntityId> + Send) -> Result<DeleteOutcome, Error> {
+        let id = id.into();
+        let Some(slot) = self.lock_rows().remove(&id) else {
+            return Ok(DeleteOutcome::AlreadyAbsent);
+        };
+        let mut guard = slot.lock().await;
+        Ok(match guard.take() {
+            Some(_) => DeleteOutcome::Deleted,
+            None => DeleteOutcome::AlreadyAbsent,
+        })
+    }
+
+    async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
+        let id = id.into();
+        let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let guard = slot.lock().await;
+        let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        row.history
+            .iter()
+            .map(|(version, from, to, event, at_micros)| {
+                Ok(HistoryEntry {
+                    version: *version,
+                    from: parse_state::<M>(&id, &self.table, from)?,
+                    to: parse_state::<M>(&id, &self.table, to)?,
+                    event: event.map(str::to_owned),
+                    at_micros: *at_micros,
+                })
+            })
+            .collect()
+    }
+
+    async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, MemoryTx>) -> Result<Outcome<M>, Error> {
+        let TransitionRequest { id, target, expected_version, effects } = request;
+        let plan = match Plan::resolve(&id, target, expected_version)? {
+            Resolution::Ready(plan) => plan,
+            Resolution::NeedsState { event } => {
+                let current = self.get(id.clone()).await?;
+                match Plan::for_event_in_state(&id, event, current.state, current.version, expected_version)? {
+                    AfterRead::Ready(plan) => plan,
+                    AfterRead::AlreadyApplied(Snapshot { state, version }) => {
+                        return Ok(Outcome::AlreadyApplied { state, version });
+                    }
+                }
+            }
+        };
+        self.apply_plan(plan, effects).await
+    }
+}

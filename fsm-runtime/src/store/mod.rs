@@ -1,0 +1,95 @@
+//! The storage contract every adapter implements, and the adapters.
+
+pub mod memory;
+pub(crate) mod plan;
+mod request;
+
+use std::future::Future;
+
+pub use request::{Effect, EffectFuture, Target, TransitionRequest};
+
+use crate::entity_id::EntityId;
+use crate::error::Error;
+use crate::machine::StateMachine;
+use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+
+/// Persistence of the entities of one machine `M`, with the semantics of the outcome table:
+///
+/// | the row's state | result | writes |
+/// |---|---|---|
+/// | a legal source of the target | [`Outcome::Applied`] | state, version + 1, one history row, the effects |
+/// | already the target | [`Outcome::AlreadyApplied`] | nothing |
+/// | anything else | [`Error::InvalidTransition`] | nothing |
+/// | no such row | [`Error::NotFound`] | nothing |
+/// | a string no state maps to | [`Error::UnknownState`] | nothing |
+///
+/// Every adapter (memory, SQLite, PostgreSQL, MySQL) passes the same conformance suite.
+pub trait Store<M: StateMachine>: Send + Sync {
+    /// What an effect receives: the adapter's open transaction (an SQL connection inside the
+    /// transaction of the transition) or, for [`memory::MemoryStore`], a context.
+    type Tx: Send;
+
+    /// Inserts the entity in the initial state at version 0, or reports that it exists.
+    fn create(
+        &self,
+        id: impl Into<EntityId> + Send,
+    ) -> impl Future<Output = Result<CreateOutcome<M>, Error>> + Send {
+        self.create_in(id, M::initial())
+    }
+
+    /// Inserts the entity in `state` at version 0 (an import, a test), or reports that it exists.
+    fn create_in(
+        &self,
+        id: impl Into<EntityId> + Send,
+        state: M,
+    ) -> impl Future<Output = Result<CreateOutcome<M>, Error>> + Send;
+
+    /// Reads the entity's state and version.
+    fn get(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<Snapshot<M>, Error>> + Send;
+
+    /// Deletes the entity and its history, or reports that it did not exist.
+    fn delete(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<DeleteOutcome, Error>> + Send;
+
+    /// The entity's applied transitions, oldest first.
+    fn history(
+        &self,
+        id: impl Into<EntityId> + Send,
+    ) -> impl Future<Output = Result<Vec<HistoryEntry<M>>, Error>> + Send;
+
+    /// Runs a transition request: the compare-and-set, the history row and the effects, all or
+    /// nothing.
+    fn apply<'a>(
+        &'a self,
+        request: TransitionRequest<'a, M, Self::Tx>,
+    ) -> impl Future<Output = Result<Outcome<M>, Error>> + Send + 'a;
+
+    /// Moves the entity to `to` from any legal source of `to`.
+    fn transition(
+        &self,
+        id: impl Into<EntityId> + Send,
+        to: M,
+    ) -> impl Future<Output = Result<Outcome<M>, Error>> + Send {
+        self.apply(TransitionRequest::to(id, to))
+    }
+
+    /// Moves the entity from the state the caller observed, `from`, to `to`; a row that moved on
+    /// meanwhile gives [`Outcome::AlreadyApplied`] when it is already `to`, else
+    /// [`Error::Conflict`].
+    fn transition_from(
+        &self,
+        id: impl Into<EntityId> + Send,
+        from: M,
+        to: M,
+    ) -> impl Future<Output = Result<Outcome<M>, Error>> + Send {
+        self.apply(TransitionRequest::from(id, from, to))
+    }
+
+    /// Fires `event`: moves the entity along the event's edge from its state.
+    fn fire(
+        &self,
+        id: impl Into<EntityId> + Send,
+        event: M::Event,
+    ) -> impl Future<Output = Result<Outcome<M>, Error>> + Send {
+        self.apply(TransitionRequest::fire(id, event))
+    }
+}

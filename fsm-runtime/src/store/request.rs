@@ -1,0 +1,120 @@
+//! A transition request: the target, the optional checks, and the effects to run with it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::entity_id::EntityId;
+use crate::error::BoxError;
+use crate::machine::StateMachine;
+
+/// The future an effect returns; it borrows the transaction for its lifetime.
+pub type EffectFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 't>>;
+
+/// Work attached to a transition: it runs inside the transition's transaction, only when the
+/// transition is applied, and an error from it rolls the transition back.
+pub struct Effect<'a, Tx>(pub(crate) Box<dyn for<'t> FnOnce(&'t mut Tx) -> EffectFuture<'t> + Send + 'a>);
+
+impl<'a, Tx> Effect<'a, Tx> {
+    /// Wraps a closure that receives the open transaction and returns a boxed future.
+    pub fn new(effect: impl for<'t> FnOnce(&'t mut Tx) -> EffectFuture<'t> + Send + 'a) -> Self {
+        Self(Box::new(effect))
+    }
+
+    /// Runs the effect.
+    pub(crate) fn run<'t>(self, tx: &'t mut Tx) -> EffectFuture<'t> {
+        (self.0)(tx)
+    }
+}
+
+impl<Tx> std::fmt::Debug for Effect<'_, Tx> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Effect")
+    }
+}
+
+/// Which transition a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<M: StateMachine> {
+    /// To this state, from any of its legal sources.
+    To(M),
+    /// From the state the caller observed to a target (compare-and-set on one state).
+    From {
+        /// The state the caller observed.
+        from: M,
+        /// The target.
+        to: M,
+    },
+    /// Along the edge of this event from the entity's state.
+    Fire(M::Event),
+}
+
+/// A transition of one entity, with optional expected version and effects.
+///
+/// ```
+/// use fsm_runtime::{StateMachine, TransitionRequest};
+/// # #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+/// # enum Light { #[state(initial)] Off, #[transition(from = Off)] On }
+/// let request: TransitionRequest<'_, Light, ()> =
+///     TransitionRequest::to(7, Light::On).expect_version(0);
+/// assert_eq!(request.expected_version(), Some(0));
+/// ```
+#[derive(Debug)]
+pub struct TransitionRequest<'a, M: StateMachine, Tx> {
+    pub(crate) id: EntityId,
+    pub(crate) target: Target<M>,
+    pub(crate) expected_version: Option<i64>,
+    pub(crate) effects: Vec<Effect<'a, Tx>>,
+}
+
+impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
+    /// A request for `target` on entity `id`.
+    pub fn new(id: impl Into<EntityId>, target: Target<M>) -> Self {
+        Self { id: id.into(), target, expected_version: None, effects: Vec::new() }
+    }
+
+    /// Move to `to` from any legal source.
+    pub fn to(id: impl Into<EntityId>, to: M) -> Self {
+        Self::new(id, Target::To(to))
+    }
+
+    /// Move from the observed state `from` to `to`.
+    pub fn from(id: impl Into<EntityId>, from: M, to: M) -> Self {
+        Self::new(id, Target::From { from, to })
+    }
+
+    /// Fire `event`.
+    pub fn fire(id: impl Into<EntityId>, event: M::Event) -> Self {
+        Self::new(id, Target::Fire(event))
+    }
+
+    /// Apply only if the entity is at `version` (optimistic locking); otherwise
+    /// [`Error::VersionConflict`](crate::Error::VersionConflict). A replay that finds the entity
+    /// already in the target still gives `AlreadyApplied`.
+    pub fn expect_version(mut self, version: i64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// Attach an effect: it runs in the transition's transaction, only if the transition applies.
+    ///
+    /// Effects run in the order they were attached; the first failure rolls everything back.
+    pub fn effect(mut self, effect: impl for<'t> FnOnce(&'t mut Tx) -> EffectFuture<'t> + Send + 'a) -> Self {
+        self.effects.push(Effect::new(effect));
+        self
+    }
+
+    /// The entity.
+    pub fn id(&self) -> &EntityId {
+        &self.id
+    }
+
+    /// The requested transition.
+    pub fn target(&self) -> Target<M> {
+        self.target
+    }
+
+    /// The version demanded, if any.
+    pub fn expected_version(&self) -> Option<i64> {
+        self.expected_version
+    }
+}

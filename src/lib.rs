@@ -1,0 +1,1 @@
+//! Examples and tests of fsm-runtime.

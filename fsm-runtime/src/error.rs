@@ -110,6 +110,21 @@ pub enum Error {
     #[error(transparent)]
     InvalidIdentifier(#[from] InvalidIdentifier),
 
+    /// The entity table or one of its columns is missing or unreadable (checked when a store is
+    /// built).
+    #[error("{machine}: table `{table}` with columns {columns} is not usable: {source}")]
+    Schema {
+        /// The machine.
+        machine: &'static str,
+        /// The entity table.
+        table: String,
+        /// The id, state and version columns expected.
+        columns: String,
+        /// The database's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// The database failed.
     #[error("{machine}: database error on table `{table}` ({}): {source}", if *.retryable { "retry is safe" } else { "do not retry" })]
     Database {
@@ -148,7 +163,7 @@ impl Error {
             | Self::Conflict { id, .. }
             | Self::VersionConflict { id, .. }
             | Self::Effect { id, .. } => Some(id),
-            Self::InvalidIdentifier(_) | Self::Database { .. } => None,
+            Self::InvalidIdentifier(_) | Self::Schema { .. } | Self::Database { .. } => None,
         }
     }
 }

@@ -33,7 +33,17 @@ pub use machine_error::{InvalidEvent, UnknownState};
 pub use mapping::TableMapping;
 pub use outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 pub use store::memory::{MemoryStore, MemoryTx};
-pub use store::{Effect, EffectFuture, Store, Target, TransitionRequest};
+pub use store::{Effect, EffectFuture, LockedEntity, Store, Target, TransitionRequest};
+#[cfg(feature = "mysql")]
+pub use store::mysql::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresStore;
+#[cfg(feature = "_sql")]
+pub use store::sql::{Backend, SqlLocked, SqlStore};
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::SqliteStore;
+#[cfg(feature = "_sql")]
+pub use sqlx;
 
 #[doc(hidden)]
 pub mod __private;

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::machine::StateMachine;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
-use crate::store::{Store, TransitionRequest};
+use crate::store::{LockedEntity, Store, TransitionRequest};
 
 /// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
 /// value behaves as it would in a database.
@@ -17,8 +17,11 @@ use crate::store::{Store, TransitionRequest};
 struct Row {
     state: String,
     version: i64,
-    history: Vec<(i64, String, String, Option<&'static str>, i64)>,
+    history: Vec<HistoryRecord>,
 }
+
+/// A history row: version, from, to, event, at_micros.
+type HistoryRecord = (i64, String, String, Option<&'static str>, i64);
 
 type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 
@@ -133,6 +136,7 @@ impl<M: StateMachine> MemoryStore<M> {
 
 impl<M: StateMachine> Store<M> for MemoryStore<M> {
     type Tx = MemoryTx;
+    type Lock = MemoryLocked<M>;
 
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
         let id = id.into();
@@ -213,5 +217,69 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
             }
         };
         self.apply_plan(plan, effects).await
+    }
+
+    async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<MemoryLocked<M>, Error> {
+        let id = id.into();
+        let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let guard = slot.lock_owned().await;
+        let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let snapshot = Snapshot { state: parse_state::<M>(&id, &self.table, &row.state)?, version: row.version };
+        Ok(MemoryLocked { guard, id, snapshot, pending: Vec::new(), tx: () })
+    }
+}
+
+/// An entity of a [`MemoryStore`] held by its mutex; see [`LockedEntity`]. Transitions made
+/// under the lock are written at [`LockedEntity::commit`] and dropped with the lock otherwise.
+pub struct MemoryLocked<M: StateMachine> {
+    guard: tokio::sync::OwnedMutexGuard<Option<Row>>,
+    id: EntityId,
+    snapshot: Snapshot<M>,
+    pending: Vec<HistoryRecord>,
+    tx: (),
+}
+
+impl<M: StateMachine> std::fmt::Debug for MemoryLocked<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryLocked").field("id", &self.id).field("snapshot", &self.snapshot).finish_non_exhaustive()
+    }
+}
+
+impl<M: StateMachine> LockedEntity<M> for MemoryLocked<M> {
+    type Tx = ();
+
+    fn id(&self) -> &EntityId {
+        &self.id
+    }
+
+    fn snapshot(&self) -> Snapshot<M> {
+        self.snapshot
+    }
+
+    fn tx(&mut self) -> &mut () {
+        &mut self.tx
+    }
+
+    async fn transition(&mut self, to: M) -> Result<Outcome<M>, Error> {
+        let plan = Plan::to_target(&self.id, to, None);
+        let Snapshot { state, version } = self.snapshot;
+        match plan.decide(state, version)? {
+            Decision::AlreadyApplied { state, version } => Ok(Outcome::AlreadyApplied { state, version }),
+            Decision::Apply { from } => {
+                let version = version + 1;
+                self.pending.push((version, from.as_str().to_owned(), to.as_str().to_owned(), None, now_micros()));
+                self.snapshot = Snapshot { state: to, version };
+                Ok(Outcome::Applied { from, to, version })
+            }
+        }
+    }
+
+    async fn commit(mut self) -> Result<(), Error> {
+        if let Some(row) = self.guard.as_mut() {
+            row.state = self.snapshot.state.as_str().to_owned();
+            row.version = self.snapshot.version;
+            row.history.append(&mut self.pending);
+        }
+        Ok(())
     }
 }

@@ -1,11 +1,21 @@
 //! The storage contract every adapter implements, and the adapters.
 
+mod locked;
 pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub(crate) mod plan;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod request;
+#[cfg(feature = "_sql")]
+pub mod sql;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::future::Future;
 
+pub use locked::LockedEntity;
 pub use request::{Effect, EffectFuture, Target, TransitionRequest};
 
 use crate::entity_id::EntityId;
@@ -28,6 +38,9 @@ pub trait Store<M: StateMachine>: Send + Sync {
     /// What an effect receives: the adapter's open transaction (an SQL connection inside the
     /// transaction of the transition) or, for [`memory::MemoryStore`], a context.
     type Tx: Send;
+
+    /// An entity held locked by [`Store::lock`].
+    type Lock: LockedEntity<M>;
 
     /// Inserts the entity in the initial state at version 0, or reports that it exists.
     fn create(
@@ -92,4 +105,9 @@ pub trait Store<M: StateMachine>: Send + Sync {
     ) -> impl Future<Output = Result<Outcome<M>, Error>> + Send {
         self.apply(TransitionRequest::fire(id, event))
     }
+
+    /// Locks the entity by primary key for a read-decide-write sequence (pessimistic locking):
+    /// `SELECT … FOR UPDATE` on PostgreSQL and MySQL, `BEGIN IMMEDIATE` on SQLite. Other
+    /// writers of the entity wait until the lock is committed or dropped.
+    fn lock(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<Self::Lock, Error>> + Send;
 }

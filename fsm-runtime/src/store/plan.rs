@@ -85,6 +85,11 @@ pub(crate) enum AfterRead<M: StateMachine> {
 }
 
 impl<M: StateMachine> Plan<M> {
+    /// The plan of a move to `to` from any of its legal sources.
+    pub(crate) fn to_target(id: &EntityId, to: M, expected_version: Option<i64>) -> Self {
+        Plan { id: id.clone(), target: to, sources: Sources::Table(M::sources(to)), observed: None, event: None, expected_version }
+    }
+
     /// Resolves a request; a request the table itself forbids fails here, before any I/O.
     pub(crate) fn resolve(
         id: &EntityId,
@@ -100,7 +105,7 @@ impl<M: StateMachine> Plan<M> {
             expected_version,
         };
         Ok(match target {
-            Target::To(to) => Resolution::Ready(plan(to, Sources::Table(M::sources(to)), None, None)),
+            Target::To(to) => Resolution::Ready(Self::to_target(id, to, expected_version)),
             Target::From { from, to } => {
                 if from != to && !M::can_transition(from, to) {
                     return Err(Error::InvalidTransition {

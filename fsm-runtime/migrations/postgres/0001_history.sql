@@ -1,0 +1,12 @@
+-- The runtime's history of applied transitions. One row per applied transition; the primary key
+-- makes it impossible to record the same version of an entity twice.
+CREATE TABLE IF NOT EXISTS fsm_history (
+    machine    TEXT   NOT NULL,
+    entity_id  TEXT   NOT NULL,
+    version    BIGINT NOT NULL,
+    from_state TEXT   NOT NULL,
+    to_state   TEXT   NOT NULL,
+    event      TEXT,
+    at_micros  BIGINT NOT NULL,
+    PRIMARY KEY (machine, entity_id, version)
+);

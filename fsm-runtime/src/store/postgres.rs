@@ -1,0 +1,27 @@
+//! The PostgreSQL adapter: [`PostgresStore`].
+//!
+//! The applied path is one statement, one round trip: a CTE that locks the row if it is in a
+//! legal source of the target, updates it, and inserts the history row from what the update
+//! returned. The no-op path is that statement (no row) and one `SELECT state, version` to say
+//! why. With effects, the statement runs inside `BEGIN` … `COMMIT` with the effects.
+
+use crate::store::sql::backend::impl_backend;
+use crate::store::sql::dialect::Dialect;
+use crate::store::sql::SqlStore;
+
+/// A [`Store`](crate::Store) on PostgreSQL (and the databases that speak its protocol and SQL).
+pub type PostgresStore<M> = SqlStore<M, sqlx::Postgres>;
+
+impl_backend!(sqlx::Postgres, Dialect::Postgres, |conn, sql, args| {
+    use sqlx::Row as _;
+    let query = bind_id(sqlx::query::<sqlx::Postgres>(sqlx::AssertSqlSafe(sql.clone())), args.id)
+        .bind(args.sources)
+        .bind(args.target)
+        .bind(args.history.machine)
+        .bind(args.history.entity)
+        .bind(args.history.event)
+        .bind(args.history.at_micros)
+        .bind(args.expected_version);
+    let row = query.fetch_optional(&mut *conn).await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+});

@@ -1,0 +1,248 @@
+//! What the generic [`SqlStore`](super::SqlStore) needs of a database: one typed function per
+//! statement, implemented for SQLite, PostgreSQL and MySQL by [`impl_backend!`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::entity_id::EntityId;
+use crate::store::sql::dialect::Dialect;
+
+/// One history row to insert.
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct HistoryRow<'a> {
+    pub(crate) machine: &'static str,
+    pub(crate) entity: &'a str,
+    pub(crate) version: i64,
+    pub(crate) from: &'a str,
+    pub(crate) to: &'a str,
+    pub(crate) event: Option<&'a str>,
+    pub(crate) at_micros: i64,
+}
+
+/// A history row as read back: version, from, to, event, at_micros.
+#[doc(hidden)]
+pub type StoredHistory = (i64, String, String, Option<String>, i64);
+
+/// The arguments of the one-statement transition (PostgreSQL).
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct OneStatement<'a> {
+    pub(crate) id: &'a EntityId,
+    pub(crate) sources: &'a [&'static str],
+    pub(crate) target: &'static str,
+    pub(crate) expected_version: Option<i64>,
+    pub(crate) history: HistoryRow<'a>,
+}
+
+/// A database the SQL store runs on. Sealed: implemented for `sqlx::Sqlite`, `sqlx::Postgres`
+/// and `sqlx::MySql` as their cargo features enable them.
+pub trait Backend: sqlx::Database + private::Sealed {
+    /// The SQL dialect.
+    #[doc(hidden)]
+    const DIALECT: Dialect;
+
+    /// `read`: the row's state and version.
+    #[doc(hidden)]
+    fn read(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        id: &EntityId,
+    ) -> impl Future<Output = Result<Option<(String, i64)>, sqlx::Error>> + Send;
+
+    /// `insert`: rows inserted.
+    #[doc(hidden)]
+    fn insert(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        id: &EntityId,
+        state: &str,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// `cas`: rows updated.
+    #[doc(hidden)]
+    fn cas(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        id: &EntityId,
+        from: &str,
+        to: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// `delete`: rows deleted.
+    #[doc(hidden)]
+    fn delete(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        id: &EntityId,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// `insert_history`.
+    #[doc(hidden)]
+    fn insert_history(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        row: HistoryRow<'_>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// `delete_history`: rows deleted.
+    #[doc(hidden)]
+    fn delete_history(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        machine: &str,
+        entity: &str,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// `list_history`.
+    #[doc(hidden)]
+    fn list_history(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        machine: &str,
+        entity: &str,
+    ) -> impl Future<Output = Result<Vec<StoredHistory>, sqlx::Error>> + Send;
+
+    /// A statement without parameters (migrations, schema checks).
+    #[doc(hidden)]
+    fn execute_plain(conn: &mut Self::Connection, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// The one-statement transition: `Some((from, version))` when it applied.
+    #[doc(hidden)]
+    fn transition_one_statement(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        args: OneStatement<'_>,
+    ) -> impl Future<Output = Result<Option<(String, i64)>, sqlx::Error>> + Send;
+}
+
+pub(crate) mod private {
+    /// Seals [`Backend`](super::Backend).
+    pub trait Sealed {}
+}
+
+/// Implements [`Backend`] for one sqlx database; `$one_statement` is the body of
+/// `transition_one_statement` (given `conn`, `sql`, `args`).
+macro_rules! impl_backend {
+    ($db:ty, $dialect:expr, |$conn:ident, $sql:ident, $args:ident| $one_statement:block) => {
+        impl $crate::store::sql::backend::private::Sealed for $db {}
+
+        impl $crate::store::sql::backend::Backend for $db {
+            const DIALECT: $crate::store::sql::dialect::Dialect = $dialect;
+
+            async fn read(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                id: &$crate::EntityId,
+            ) -> Result<Option<(String, i64)>, sqlx::Error> {
+                use sqlx::Row as _;
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone()));
+                let row = bind_id(query, id).fetch_optional(&mut *conn).await?;
+                row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+            }
+
+            async fn insert(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                id: &$crate::EntityId,
+                state: &str,
+            ) -> Result<u64, sqlx::Error> {
+                let query = bind_id(sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())), id).bind(state);
+                Ok(query.execute(&mut *conn).await?.rows_affected())
+            }
+
+            async fn cas(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                id: &$crate::EntityId,
+                from: &str,
+                to: &str,
+                version: i64,
+            ) -> Result<u64, sqlx::Error> {
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(to);
+                let query = bind_id(query, id).bind(from).bind(version);
+                Ok(query.execute(&mut *conn).await?.rows_affected())
+            }
+
+            async fn delete(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                id: &$crate::EntityId,
+            ) -> Result<u64, sqlx::Error> {
+                let query = bind_id(sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())), id);
+                Ok(query.execute(&mut *conn).await?.rows_affected())
+            }
+
+            async fn insert_history(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                row: $crate::store::sql::backend::HistoryRow<'_>,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(row.machine)
+                    .bind(row.entity)
+                    .bind(row.version)
+                    .bind(row.from)
+                    .bind(row.to)
+                    .bind(row.event)
+                    .bind(row.at_micros)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_history(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                machine: &str,
+                entity: &str,
+            ) -> Result<u64, sqlx::Error> {
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(machine).bind(entity);
+                Ok(query.execute(&mut *conn).await?.rows_affected())
+            }
+
+            async fn list_history(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                machine: &str,
+                entity: &str,
+            ) -> Result<Vec<$crate::store::sql::backend::StoredHistory>, sqlx::Error> {
+                use sqlx::Row as _;
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(machine).bind(entity);
+                query
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)))
+                    .collect()
+            }
+
+            async fn execute_plain(conn: &mut <$db as sqlx::Database>::Connection, sql: &str) -> Result<(), sqlx::Error> {
+                sqlx::query::<$db>(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            async fn transition_one_statement(
+                $conn: &mut <$db as sqlx::Database>::Connection,
+                $sql: &::std::sync::Arc<str>,
+                $args: $crate::store::sql::backend::OneStatement<'_>,
+            ) -> Result<Option<(String, i64)>, sqlx::Error> {
+                $one_statement
+            }
+        }
+
+        /// Binds an entity id as the SQL type of its variant.
+        fn bind_id<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            id: &$crate::EntityId,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            match id {
+                $crate::EntityId::Int(id) => query.bind(*id),
+                $crate::EntityId::Text(id) => query.bind(id.clone()),
+            }
+        }
+    };
+}
+
+pub(crate) use impl_backend;

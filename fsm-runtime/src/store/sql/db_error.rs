@@ -1,0 +1,56 @@
+//! Turning a driver error into [`Error::Database`], with whether a retry is safe.
+
+use crate::error::Error;
+
+/// SQLSTATE codes (PostgreSQL, MySQL) and SQLite result codes of transient failures: the
+/// statement had no effect and the same request may simply be sent again.
+const TRANSIENT_CODES: &[&str] = &[
+    "40001", // serialization_failure (PostgreSQL; MySQL/MariaDB deadlock: ER_LOCK_DEADLOCK)
+    "40P01", // deadlock_detected (PostgreSQL)
+    "55P03", // lock_not_available (PostgreSQL)
+    "57P01", // admin_shutdown (PostgreSQL)
+    "08000", "08003", "08006", "08001", "08004", // connection exceptions
+    "HY000", // MySQL: lock wait timeout is reported under this general state (checked by number below)
+    "5",     // SQLITE_BUSY
+    "6",     // SQLITE_LOCKED
+    "261",   // SQLITE_BUSY_RECOVERY
+    "517",   // SQLITE_BUSY_SNAPSHOT
+    "773",   // SQLITE_BUSY_TIMEOUT
+];
+
+/// Whether the driver error is transient: the operation may be retried as it is.
+///
+/// Every operation of this crate is idempotent (a compare-and-set, an insert guarded by the
+/// primary key), so even a connection lost at an unknown point is safe to retry: the retry
+/// finds the work done and answers `AlreadyApplied` / `AlreadyExists`.
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            if code == "HY000" {
+                // MySQL/MariaDB: 1205 lock wait timeout, 1213 deadlock.
+                let message = db.message();
+                return message.contains("Lock wait timeout") || message.contains("Deadlock");
+            }
+            TRANSIENT_CODES.contains(&code)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the driver error is a violation of a primary key or unique constraint.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Wraps a driver error of a statement on `table` of `machine`.
+pub(crate) fn database_error(machine: &'static str, table: &str, error: sqlx::Error) -> Error {
+    Error::Database { machine, table: table.to_owned(), retryable: is_transient(&error), source: Box::new(error) }
+}

@@ -1,0 +1,169 @@
+//! The SQL text of every statement a store issues, built once when the store is built.
+//!
+//! Identifiers come from a [`TableMapping`] that was validated (`[A-Za-z_][A-Za-z0-9_]*`), and
+//! are quoted on top; every value is a bound parameter.
+
+use std::sync::Arc;
+
+use crate::mapping::TableMapping;
+
+/// The SQL dialect of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite: `"quoted"` identifiers, `?` parameters.
+    Sqlite,
+    /// PostgreSQL: `"quoted"` identifiers, `$n` parameters.
+    Postgres,
+    /// MySQL and MariaDB: `` `quoted` `` identifiers, `?` parameters.
+    MySql,
+}
+
+impl Dialect {
+    fn quote(self, identifier: &str) -> String {
+        match self {
+            Self::MySql => format!("`{identifier}`"),
+            Self::Sqlite | Self::Postgres => format!("\"{identifier}\""),
+        }
+    }
+
+    fn param(self, n: usize) -> String {
+        match self {
+            Self::Postgres => format!("${n}"),
+            Self::Sqlite | Self::MySql => "?".to_owned(),
+        }
+    }
+
+    /// The statements of the runtime's own tables, run by `migrate`.
+    pub(crate) fn migrations(self) -> &'static [&'static str] {
+        match self {
+            Self::Sqlite => &[include_str!("../../../migrations/sqlite/0001_history.sql")],
+            Self::Postgres => &[include_str!("../../../migrations/postgres/0001_history.sql")],
+            Self::MySql => &[include_str!("../../../migrations/mysql/0001_history.sql")],
+        }
+    }
+}
+
+/// The statements of one store, as shared SQL strings.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    /// `SELECT state, version FROM t WHERE id = ?1`
+    pub(crate) read: Arc<str>,
+    /// The same, locking the row (`FOR UPDATE` where the database has it).
+    pub(crate) read_for_update: Arc<str>,
+    /// `INSERT INTO t (id, state, version) VALUES (?1, ?2, 0)`, ignoring a duplicate where the
+    /// dialect can say so.
+    pub(crate) insert: Arc<str>,
+    /// `UPDATE t SET state = ?1, version = version + 1 WHERE id = ?2 AND state = ?3 AND version = ?4`
+    pub(crate) cas: Arc<str>,
+    /// `DELETE FROM t WHERE id = ?1`
+    pub(crate) delete: Arc<str>,
+    /// `INSERT INTO fsm_history (...) VALUES (?1 .. ?7)`
+    pub(crate) insert_history: Arc<str>,
+    /// `DELETE FROM fsm_history WHERE machine = ?1 AND entity_id = ?2`
+    pub(crate) delete_history: Arc<str>,
+    /// `SELECT version, from_state, to_state, event, at_micros FROM fsm_history WHERE ... ORDER BY version`
+    pub(crate) list_history: Arc<str>,
+    /// PostgreSQL only: the whole applied path (compare-and-set on the legal sources and the
+    /// history row) as one statement. Parameters: id, sources (text[]), target, machine, entity
+    /// id as text, event, at_micros, expected version (nullable).
+    pub(crate) transition_one_statement: Option<Arc<str>>,
+}
+
+impl Statements {
+    /// Builds the statements of `mapping` in `dialect`.
+    pub(crate) fn new(dialect: Dialect, mapping: &TableMapping) -> Self {
+        let q = |identifier: &str| dialect.quote(identifier);
+        let p = |n: usize| dialect.param(n);
+        let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+        let read = format!("SELECT {state}, {version} FROM {table} WHERE {id} = {}", p(1));
+        let read_for_update = match dialect {
+            Dialect::Sqlite => read.clone(),
+            Dialect::Postgres | Dialect::MySql => format!("{read} FOR UPDATE"),
+        };
+        let insert = format!(
+            "INSERT INTO {table} ({id}, {state}, {version}) VALUES ({}, {}, 0){}",
+            p(1),
+            p(2),
+            match dialect {
+                Dialect::Sqlite | Dialect::Postgres => " ON CONFLICT DO NOTHING",
+                Dialect::MySql => "",
+            }
+        );
+        let cas = format!(
+            "UPDATE {table} SET {state} = {}, {version} = {version} + 1 WHERE {id} = {} AND {state} = {} AND {version} = {}",
+            p(1),
+            p(2),
+            p(3),
+            p(4)
+        );
+        let delete = format!("DELETE FROM {table} WHERE {id} = {}", p(1));
+        let insert_history = format!(
+            "INSERT INTO fsm_history (machine, entity_id, version, from_state, to_state, event, at_micros) \
+             VALUES ({}, {}, {}, {}, {}, {}, {})",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7)
+        );
+        let delete_history = format!("DELETE FROM fsm_history WHERE machine = {} AND entity_id = {}", p(1), p(2));
+        let list_history = format!(
+            "SELECT version, from_state, to_state, event, at_micros FROM fsm_history \
+             WHERE machine = {} AND entity_id = {} ORDER BY version",
+            p(1),
+            p(2)
+        );
+        let transition_one_statement = (dialect == Dialect::Postgres).then(|| {
+            // `source` locks the row only if it is in a legal source (and at the expected
+            // version); `moved` updates that row, and the history row is inserted from what
+            // `moved` returns. Under READ COMMITTED a concurrent transition makes `source`
+            // re-check the latest row version, so exactly one of N racers matches.
+            format!(
+                "WITH source AS (\
+                     SELECT {state} AS from_state FROM {table} \
+                     WHERE {id} = $1 AND {state} = ANY($2) AND ($8::bigint IS NULL OR {version} = $8) \
+                     FOR UPDATE\
+                 ), moved AS (\
+                     UPDATE {table} SET {state} = $3, {version} = {table}.{version} + 1 FROM source \
+                     WHERE {table}.{id} = $1 RETURNING {table}.{version} AS version, source.from_state\
+                 ) \
+                 INSERT INTO fsm_history (machine, entity_id, version, from_state, to_state, event, at_micros) \
+                 SELECT $4, $5, moved.version, moved.from_state, $3, $6, $7 FROM moved \
+                 RETURNING from_state, version"
+            )
+            .into()
+        });
+        Self {
+            read: read.into(),
+            read_for_update: read_for_update.into(),
+            insert: insert.into(),
+            cas: cas.into(),
+            delete: delete.into(),
+            insert_history: insert_history.into(),
+            delete_history: delete_history.into(),
+            list_history: list_history.into(),
+            transition_one_statement,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_quote_identifiers_and_bind_values() {
+        let mapping = TableMapping::from_static("orders", "id", "state", "version");
+        let pg = Statements::new(Dialect::Postgres, &mapping);
+        assert_eq!(&*pg.read, r#"SELECT "state", "version" FROM "orders" WHERE "id" = $1"#);
+        let my = Statements::new(Dialect::MySql, &mapping);
+        assert_eq!(
+            &*my.cas,
+            "UPDATE `orders` SET `state` = ?, `version` = `version` + 1 WHERE `id` = ? AND `state` = ? AND `version` = ?"
+        );
+        assert!(my.transition_one_statement.is_none());
+        assert!(pg.transition_one_statement.is_some());
+    }
+}

@@ -1,0 +1,87 @@
+//! [`SqlLocked`]: one entity held by `SELECT … FOR UPDATE` (or `BEGIN IMMEDIATE` on SQLite).
+
+use crate::entity_id::EntityId;
+use crate::error::Error;
+use crate::machine::StateMachine;
+use crate::outcome::{Outcome, Snapshot};
+use crate::store::locked::LockedEntity;
+use crate::store::plan::{Decision, Plan, now_micros};
+use crate::store::sql::SqlStore;
+use crate::store::sql::backend::{Backend, HistoryRow};
+
+/// An entity locked in an open SQL transaction; see [`LockedEntity`].
+pub struct SqlLocked<M: StateMachine, B: Backend> {
+    store: SqlStore<M, B>,
+    tx: sqlx::Transaction<'static, B>,
+    id: EntityId,
+    snapshot: Snapshot<M>,
+}
+
+impl<M: StateMachine, B: Backend> std::fmt::Debug for SqlLocked<M, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlLocked").field("id", &self.id).field("snapshot", &self.snapshot).finish_non_exhaustive()
+    }
+}
+
+impl<M: StateMachine, B: Backend> SqlLocked<M, B> {
+    pub(crate) fn new(store: SqlStore<M, B>, tx: sqlx::Transaction<'static, B>, id: EntityId, snapshot: Snapshot<M>) -> Self {
+        Self { store, tx, id, snapshot }
+    }
+}
+
+impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
+    type Tx = B::Connection;
+
+    fn id(&self) -> &EntityId {
+        &self.id
+    }
+
+    fn snapshot(&self) -> Snapshot<M> {
+        self.snapshot
+    }
+
+    fn tx(&mut self) -> &mut B::Connection {
+        &mut self.tx
+    }
+
+    async fn transition(&mut self, to: M) -> Result<Outcome<M>, Error> {
+        let plan = Plan::to_target(&self.id, to, None);
+        let Snapshot { state, version } = self.snapshot;
+        let from = match plan.decide(state, version)? {
+            Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+            Decision::Apply { from } => from,
+        };
+        let statements = &self.store.statements;
+        let table = &self.store.mapping.table;
+        let db = |e| super::db_error::database_error(M::MACHINE, table, e);
+        let matched = B::cas(&mut self.tx, &statements.cas, &self.id, from.as_str(), to.as_str(), version).await.map_err(db)?;
+        if matched != 1 {
+            // The row is locked by this transaction: it cannot have moved. A count other than 1
+            // means the table does not behave as a table with this primary key.
+            return Err(Error::Database {
+                machine: M::MACHINE,
+                table: table.to_string(),
+                retryable: false,
+                source: format!("locked compare-and-set of `{}` matched {matched} rows", self.id).into(),
+            });
+        }
+        let entity = self.id.to_string();
+        let row = HistoryRow {
+            machine: M::MACHINE,
+            entity: &entity,
+            version: version + 1,
+            from: from.as_str(),
+            to: to.as_str(),
+            event: None,
+            at_micros: now_micros(),
+        };
+        B::insert_history(&mut self.tx, &statements.insert_history, row).await.map_err(db)?;
+        self.snapshot = Snapshot { state: to, version: version + 1 };
+        Ok(Outcome::Applied { from, to, version: version + 1 })
+    }
+
+    async fn commit(self) -> Result<(), Error> {
+        let table = self.store.mapping.table.to_string();
+        self.tx.commit().await.map_err(|e| super::db_error::database_error(M::MACHINE, &table, e))
+    }
+}

@@ -1,0 +1,358 @@
+//! [`SqlStore`]: the one implementation of [`Store`] over sqlx, for every SQL backend.
+
+pub(crate) mod backend;
+pub(crate) mod db_error;
+pub(crate) mod dialect;
+mod locked;
+
+use std::marker::PhantomData;
+
+pub use backend::Backend;
+pub use locked::SqlLocked;
+
+use crate::entity_id::EntityId;
+use crate::error::{BoxError, Error};
+use crate::machine::StateMachine;
+use crate::mapping::TableMapping;
+use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
+use crate::store::request::Effect;
+use crate::store::sql::backend::{HistoryRow, OneStatement};
+use crate::store::sql::db_error::{database_error, is_unique_violation};
+use crate::store::sql::dialect::{Dialect, Statements};
+use crate::store::{Store, TransitionRequest};
+
+/// How often a compare-and-set is tried again when the row moved between the read that chose
+/// it and the write; each retry means another request changed the row, so this is only reached
+/// under a pathological stream of concurrent moves.
+const MAX_ATTEMPTS: usize = 1_000;
+
+/// A [`Store`] on an SQL database through a sqlx pool: [`SqliteStore`](crate::SqliteStore),
+/// [`PostgresStore`](crate::PostgresStore) or [`MySqlStore`](crate::MySqlStore).
+///
+/// The entity table is the user's (`id` primary key, `state` text, `version` bigint by default;
+/// see [`TableMapping`]); the runtime owns `fsm_history`, which [`SqlStore::new`] creates if
+/// missing. Building a store checks the mapping's identifiers and that the table and columns
+/// exist, so a wrong name fails then, not at the first transition.
+pub struct SqlStore<M, B: Backend> {
+    pool: sqlx::Pool<B>,
+    mapping: TableMapping,
+    statements: Statements,
+    machine: PhantomData<fn() -> M>,
+}
+
+impl<M, B: Backend> Clone for SqlStore<M, B> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            mapping: self.mapping.clone(),
+            statements: self.statements.clone(),
+            machine: PhantomData,
+        }
+    }
+}
+
+impl<M, B: Backend> std::fmt::Debug for SqlStore<M, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore").field("dialect", &B::DIALECT).field("mapping", &self.mapping).finish_non_exhaustive()
+    }
+}
+
+impl<M: StateMachine, B: Backend> SqlStore<M, B> {
+    /// A store on `pool` with the table mapping declared in the derive.
+    ///
+    /// Creates the runtime's tables if missing and checks the entity table.
+    pub async fn new(pool: sqlx::Pool<B>) -> Result<Self, Error> {
+        Self::with_mapping(pool, M::MAPPING).await
+    }
+
+    /// A store on `pool` with a mapping chosen at run time (another table, other columns).
+    pub async fn with_mapping(pool: sqlx::Pool<B>, mapping: TableMapping) -> Result<Self, Error> {
+        mapping.validate()?;
+        let statements = Statements::new(B::DIALECT, &mapping);
+        let store = Self { pool, mapping, statements, machine: PhantomData };
+        store.migrate().await?;
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    /// Connects to `url` with a default pool and builds the store.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let pool = sqlx::Pool::<B>::connect(url).await.map_err(|e| database_error(M::MACHINE, "(connect)", e))?;
+        Self::new(pool).await
+    }
+
+    /// The pool, for the caller's own statements.
+    pub fn pool(&self) -> &sqlx::Pool<B> {
+        &self.pool
+    }
+
+    /// The table mapping in use.
+    pub fn mapping(&self) -> &TableMapping {
+        &self.mapping
+    }
+
+    fn db(&self, error: sqlx::Error) -> Error {
+        database_error(M::MACHINE, &self.mapping.table, error)
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<B>, Error> {
+        self.pool.acquire().await.map_err(|e| self.db(e))
+    }
+
+    /// Creates the runtime's own tables (`fsm_history`) if they do not exist. Idempotent; run by
+    /// [`SqlStore::new`].
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let mut conn = self.conn().await?;
+        for statement in B::DIALECT.migrations() {
+            // Two processes creating the table at once: PostgreSQL may report a duplicate type
+            // for the loser of `CREATE TABLE IF NOT EXISTS`; the table then exists.
+            if let Err(error) = B::execute_plain(&mut conn, statement).await
+                && !is_unique_violation(&error)
+            {
+                return Err(database_error(M::MACHINE, "fsm_history", error));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the entity table and its three columns exist, with a query that reads no row.
+    async fn check_schema(&self) -> Result<(), Error> {
+        let TableMapping { table, id, state, version } = &self.mapping;
+        let (open, close) = if B::DIALECT == Dialect::MySql { ('`', '`') } else { ('"', '"') };
+        let sql = format!(
+            "SELECT {open}{id}{close}, {open}{state}{close}, {open}{version}{close} FROM {open}{table}{close} WHERE 1 = 0"
+        );
+        let mut conn = self.conn().await?;
+        B::execute_plain(&mut conn, &sql).await.map_err(|source| Error::Schema {
+            machine: M::MACHINE,
+            table: table.to_string(),
+            columns: format!("{id}, {state}, {version}"),
+            source: Box::new(source),
+        })
+    }
+
+    async fn read(&self, id: &EntityId) -> Result<Snapshot<M>, Error> {
+        let mut conn = self.conn().await?;
+        let row = B::read(&mut conn, &self.statements.read, id).await.map_err(|e| self.db(e))?;
+        self.snapshot_of(id, row)
+    }
+
+    fn snapshot_of(&self, id: &EntityId, row: Option<(String, i64)>) -> Result<Snapshot<M>, Error> {
+        let (state, version) = row.ok_or_else(|| not_found::<M>(id, &self.mapping.table))?;
+        Ok(Snapshot { state: parse_state::<M>(id, &self.mapping.table, &state)?, version })
+    }
+
+    fn effect_error(&self, id: &EntityId, from: M, to: M, source: BoxError) -> Error {
+        Error::Effect { machine: M::MACHINE, id: id.clone(), from: from.as_str(), to: to.as_str(), source }
+    }
+
+    /// Runs the effects on an open transaction.
+    async fn run_effects(
+        &self,
+        tx: &mut B::Connection,
+        effects: Vec<Effect<'_, B::Connection>>,
+        plan: &Plan<M>,
+        from: M,
+    ) -> Result<(), Error> {
+        for effect in effects {
+            effect.run(tx).await.map_err(|source| self.effect_error(&plan.id, from, plan.target, source))?;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: the compare-and-set and the history row in one statement; a miss is
+    /// classified by one read.
+    async fn apply_one_statement(&self, plan: Plan<M>, effects: Vec<Effect<'_, B::Connection>>) -> Result<Outcome<M>, Error> {
+        let Some(sql) = self.statements.transition_one_statement.as_ref() else {
+            return self.apply_read_then_cas(plan, effects).await;
+        };
+        let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
+        let entity = plan.id.to_string();
+        let mut effects = Some(effects);
+        for _ in 0..MAX_ATTEMPTS {
+            let args = OneStatement {
+                id: &plan.id,
+                sources: &sources,
+                target: plan.target.as_str(),
+                expected_version: plan.expected_version,
+                history: HistoryRow {
+                    machine: M::MACHINE,
+                    entity: &entity,
+                    version: 0,
+                    from: "",
+                    to: plan.target.as_str(),
+                    event: plan.event_name(),
+                    at_micros: now_micros(),
+                },
+            };
+            let pending = effects.take().unwrap_or_default();
+            let applied = if pending.is_empty() {
+                let mut conn = self.conn().await?;
+                B::transition_one_statement(&mut conn, sql, args).await.map_err(|e| self.db(e))?
+            } else {
+                let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+                match B::transition_one_statement(&mut tx, sql, args).await.map_err(|e| self.db(e))? {
+                    Some((from, version)) => {
+                        let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
+                        self.run_effects(&mut tx, pending, &plan, from).await?;
+                        tx.commit().await.map_err(|e| self.db(e))?;
+                        return Ok(Outcome::Applied { from, to: plan.target, version });
+                    }
+                    None => {
+                        tx.rollback().await.map_err(|e| self.db(e))?;
+                        effects = Some(pending);
+                        None
+                    }
+                }
+            };
+            if let Some((from, version)) = applied {
+                let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
+                return Ok(Outcome::Applied { from, to: plan.target, version });
+            }
+            let now = self.read(&plan.id).await?;
+            match plan.decide(now.state, now.version)? {
+                Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+                // The row moved back into a legal source between the two statements: again.
+                Decision::Apply { .. } => {}
+            }
+        }
+        Err(self.too_many_attempts(&plan))
+    }
+
+    /// SQLite and MySQL: read, decide, then a compare-and-set on the observed state and version
+    /// with the history row and the effects in one transaction.
+    async fn apply_read_then_cas(&self, plan: Plan<M>, effects: Vec<Effect<'_, B::Connection>>) -> Result<Outcome<M>, Error> {
+        let entity = plan.id.to_string();
+        let mut effects = Some(effects);
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.read(&plan.id).await?;
+            let from = match plan.decide(now.state, now.version)? {
+                Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+                Decision::Apply { from } => from,
+            };
+            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            let matched = B::cas(&mut tx, &self.statements.cas, &plan.id, from.as_str(), plan.target.as_str(), now.version)
+                .await
+                .map_err(|e| self.db(e))?;
+            if matched == 0 {
+                // Moved since the read: decide again on what it is now.
+                tx.rollback().await.map_err(|e| self.db(e))?;
+                continue;
+            }
+            let version = now.version + 1;
+            let row = HistoryRow {
+                machine: M::MACHINE,
+                entity: &entity,
+                version,
+                from: from.as_str(),
+                to: plan.target.as_str(),
+                event: plan.event_name(),
+                at_micros: now_micros(),
+            };
+            B::insert_history(&mut tx, &self.statements.insert_history, row).await.map_err(|e| self.db(e))?;
+            self.run_effects(&mut tx, effects.take().unwrap_or_default(), &plan, from).await?;
+            tx.commit().await.map_err(|e| self.db(e))?;
+            return Ok(Outcome::Applied { from, to: plan.target, version });
+        }
+        Err(self.too_many_attempts(&plan))
+    }
+
+    fn too_many_attempts(&self, plan: &Plan<M>) -> Error {
+        Error::Database {
+            machine: M::MACHINE,
+            table: self.mapping.table.to_string(),
+            retryable: true,
+            source: format!(
+                "entity `{}` kept moving between read and compare-and-set {MAX_ATTEMPTS} times",
+                plan.id
+            )
+            .into(),
+        }
+    }
+}
+
+impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
+    type Tx = B::Connection;
+    type Lock = SqlLocked<M, B>;
+
+    async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
+        let id = id.into();
+        let mut conn = self.conn().await?;
+        match B::insert(&mut conn, &self.statements.insert, &id, state.as_str()).await {
+            Ok(1) => return Ok(CreateOutcome::Created { state }),
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => {}
+            Err(error) => return Err(self.db(error)),
+        }
+        drop(conn);
+        let existing = self.read(&id).await?;
+        Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
+    }
+
+    async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {
+        self.read(&id.into()).await
+    }
+
+    async fn delete(&self, id: impl Into<EntityId> + Send) -> Result<DeleteOutcome, Error> {
+        let id = id.into();
+        let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+        let deleted = B::delete(&mut tx, &self.statements.delete, &id).await.map_err(|e| self.db(e))?;
+        B::delete_history(&mut tx, &self.statements.delete_history, M::MACHINE, &id.to_string())
+            .await
+            .map_err(|e| self.db(e))?;
+        tx.commit().await.map_err(|e| self.db(e))?;
+        Ok(if deleted == 0 { DeleteOutcome::AlreadyAbsent } else { DeleteOutcome::Deleted })
+    }
+
+    async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
+        let id = id.into();
+        let mut conn = self.conn().await?;
+        let rows = B::list_history(&mut conn, &self.statements.list_history, M::MACHINE, &id.to_string())
+            .await
+            .map_err(|e| database_error(M::MACHINE, "fsm_history", e))?;
+        rows.into_iter()
+            .map(|(version, from, to, event, at_micros)| {
+                Ok(HistoryEntry {
+                    version,
+                    from: parse_state::<M>(&id, "fsm_history", &from)?,
+                    to: parse_state::<M>(&id, "fsm_history", &to)?,
+                    event,
+                    at_micros,
+                })
+            })
+            .collect()
+    }
+
+    async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, B::Connection>) -> Result<Outcome<M>, Error> {
+        let TransitionRequest { id, target, expected_version, effects } = request;
+        let plan = match Plan::resolve(&id, target, expected_version)? {
+            Resolution::Ready(plan) => plan,
+            Resolution::NeedsState { event } => {
+                let now = self.read(&id).await?;
+                match Plan::for_event_in_state(&id, event, now.state, now.version, expected_version)? {
+                    AfterRead::Ready(plan) => plan,
+                    AfterRead::AlreadyApplied(Snapshot { state, version }) => {
+                        return Ok(Outcome::AlreadyApplied { state, version });
+                    }
+                }
+            }
+        };
+        match B::DIALECT {
+            Dialect::Postgres => self.apply_one_statement(plan, effects).await,
+            Dialect::Sqlite | Dialect::MySql => self.apply_read_then_cas(plan, effects).await,
+        }
+    }
+
+    async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<SqlLocked<M, B>, Error> {
+        let id = id.into();
+        let mut tx = match B::DIALECT {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres | Dialect::MySql => self.pool.begin().await,
+        }
+        .map_err(|e| self.db(e))?;
+        let row = B::read(&mut tx, &self.statements.read_for_update, &id).await.map_err(|e| self.db(e))?;
+        let snapshot = self.snapshot_of(&id, row)?;
+        Ok(SqlLocked::new(self.clone(), tx, id, snapshot))
+    }
+}

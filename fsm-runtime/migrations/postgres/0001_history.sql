@@ -1,6 +1,8 @@
 -- The runtime's history of applied transitions. One row per applied transition; the primary key
--- makes it impossible to record the same version of an entity twice.
+-- (table, entity id, version) makes it impossible to record the same version of an entity
+-- twice.
 CREATE TABLE IF NOT EXISTS fsm_history (
+    entity_table TEXT   NOT NULL,
     machine    TEXT   NOT NULL,
     entity_id  TEXT   NOT NULL,
     version    BIGINT NOT NULL,
@@ -8,5 +10,5 @@ CREATE TABLE IF NOT EXISTS fsm_history (
     to_state   TEXT   NOT NULL,
     event      TEXT,
     at_micros  BIGINT NOT NULL,
-    PRIMARY KEY (machine, entity_id, version)
+    PRIMARY KEY (entity_table, entity_id, version)
 );

@@ -21,7 +21,8 @@ impl_backend!(sqlx::Postgres, Dialect::Postgres, |conn, sql, args| {
         .bind(args.history.entity)
         .bind(args.history.event)
         .bind(args.history.at_micros)
-        .bind(args.expected_version);
+        .bind(args.expected_version)
+        .bind(args.history.table);
     let row = query.fetch_optional(&mut *conn).await?;
     row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
 });

@@ -11,6 +11,7 @@ use crate::store::sql::dialect::Dialect;
 #[derive(Debug, Clone, Copy)]
 #[doc(hidden)]
 pub struct HistoryRow<'a> {
+    pub(crate) table: &'a str,
     pub(crate) machine: &'static str,
     pub(crate) entity: &'a str,
     pub(crate) version: i64,
@@ -91,7 +92,7 @@ pub trait Backend: sqlx::Database + private::Sealed {
     fn delete_history(
         conn: &mut Self::Connection,
         sql: &Arc<str>,
-        machine: &str,
+        table: &str,
         entity: &str,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
@@ -100,7 +101,7 @@ pub trait Backend: sqlx::Database + private::Sealed {
     fn list_history(
         conn: &mut Self::Connection,
         sql: &Arc<str>,
-        machine: &str,
+        table: &str,
         entity: &str,
     ) -> impl Future<Output = Result<Vec<StoredHistory>, sqlx::Error>> + Send;
 
@@ -180,6 +181,7 @@ macro_rules! impl_backend {
                 row: $crate::store::sql::backend::HistoryRow<'_>,
             ) -> Result<(), sqlx::Error> {
                 sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(row.table)
                     .bind(row.machine)
                     .bind(row.entity)
                     .bind(row.version)
@@ -195,21 +197,21 @@ macro_rules! impl_backend {
             async fn delete_history(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sql: &::std::sync::Arc<str>,
-                machine: &str,
+                table: &str,
                 entity: &str,
             ) -> Result<u64, sqlx::Error> {
-                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(machine).bind(entity);
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(table).bind(entity);
                 Ok(query.execute(&mut *conn).await?.rows_affected())
             }
 
             async fn list_history(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sql: &::std::sync::Arc<str>,
-                machine: &str,
+                table: &str,
                 entity: &str,
             ) -> Result<Vec<$crate::store::sql::backend::StoredHistory>, sqlx::Error> {
                 use sqlx::Row as _;
-                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(machine).bind(entity);
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(table).bind(entity);
                 query
                     .fetch_all(&mut *conn)
                     .await?

@@ -57,15 +57,15 @@ pub(crate) struct Statements {
     pub(crate) cas: Arc<str>,
     /// `DELETE FROM t WHERE id = ?1`
     pub(crate) delete: Arc<str>,
-    /// `INSERT INTO fsm_history (...) VALUES (?1 .. ?7)`
+    /// `INSERT INTO fsm_history (...) VALUES (?1 .. ?8)`
     pub(crate) insert_history: Arc<str>,
-    /// `DELETE FROM fsm_history WHERE machine = ?1 AND entity_id = ?2`
+    /// `DELETE FROM fsm_history WHERE entity_table = ?1 AND entity_id = ?2`
     pub(crate) delete_history: Arc<str>,
     /// `SELECT version, from_state, to_state, event, at_micros FROM fsm_history WHERE ... ORDER BY version`
     pub(crate) list_history: Arc<str>,
     /// PostgreSQL only: the whole applied path (compare-and-set on the legal sources and the
     /// history row) as one statement. Parameters: id, sources (text[]), target, machine, entity
-    /// id as text, event, at_micros, expected version (nullable).
+    /// id as text, event, at_micros, expected version (nullable), entity table.
     pub(crate) transition_one_statement: Option<Arc<str>>,
 }
 
@@ -98,20 +98,21 @@ impl Statements {
         );
         let delete = format!("DELETE FROM {table} WHERE {id} = {}", p(1));
         let insert_history = format!(
-            "INSERT INTO fsm_history (machine, entity_id, version, from_state, to_state, event, at_micros) \
-             VALUES ({}, {}, {}, {}, {}, {}, {})",
+            "INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
             p(1),
             p(2),
             p(3),
             p(4),
             p(5),
             p(6),
-            p(7)
+            p(7),
+            p(8)
         );
-        let delete_history = format!("DELETE FROM fsm_history WHERE machine = {} AND entity_id = {}", p(1), p(2));
+        let delete_history = format!("DELETE FROM fsm_history WHERE entity_table = {} AND entity_id = {}", p(1), p(2));
         let list_history = format!(
             "SELECT version, from_state, to_state, event, at_micros FROM fsm_history \
-             WHERE machine = {} AND entity_id = {} ORDER BY version",
+             WHERE entity_table = {} AND entity_id = {} ORDER BY version",
             p(1),
             p(2)
         );
@@ -129,8 +130,8 @@ impl Statements {
                      UPDATE {table} SET {state} = $3, {version} = {table}.{version} + 1 FROM source \
                      WHERE {table}.{id} = $1 RETURNING {table}.{version} AS version, source.from_state\
                  ) \
-                 INSERT INTO fsm_history (machine, entity_id, version, from_state, to_state, event, at_micros) \
-                 SELECT $4, $5, moved.version, moved.from_state, $3, $6, $7 FROM moved \
+                 INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+                 SELECT $9, $4, $5, moved.version, moved.from_state, $3, $6, $7 FROM moved \
                  RETURNING from_state, version"
             )
             .into()

@@ -67,6 +67,7 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
         }
         let entity = self.id.to_string();
         let row = HistoryRow {
+            table,
             machine: M::MACHINE,
             entity: &entity,
             version: version + 1,

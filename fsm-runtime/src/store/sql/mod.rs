@@ -177,6 +177,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 target: plan.target.as_str(),
                 expected_version: plan.expected_version,
                 history: HistoryRow {
+                    table: &self.mapping.table,
                     machine: M::MACHINE,
                     entity: &entity,
                     version: 0,
@@ -242,6 +243,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             }
             let version = now.version + 1;
             let row = HistoryRow {
+                table: &self.mapping.table,
                 machine: M::MACHINE,
                 entity: &entity,
                 version,
@@ -298,7 +300,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         let id = id.into();
         let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
         let deleted = B::delete(&mut tx, &self.statements.delete, &id).await.map_err(|e| self.db(e))?;
-        B::delete_history(&mut tx, &self.statements.delete_history, M::MACHINE, &id.to_string())
+        B::delete_history(&mut tx, &self.statements.delete_history, &self.mapping.table, &id.to_string())
             .await
             .map_err(|e| self.db(e))?;
         tx.commit().await.map_err(|e| self.db(e))?;
@@ -308,7 +310,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
         let id = id.into();
         let mut conn = self.conn().await?;
-        let rows = B::list_history(&mut conn, &self.statements.list_history, M::MACHINE, &id.to_string())
+        let rows = B::list_history(&mut conn, &self.statements.list_history, &self.mapping.table, &id.to_string())
             .await
             .map_err(|e| database_error(M::MACHINE, "fsm_history", e))?;
         rows.into_iter()

@@ -1,1 +1,12 @@
-//! Examples and tests of fsm-runtime.
+//! Examples, integration tests and benchmarks of `fsm-runtime`.
+//!
+//! The machines shared by the examples live here, so that tests can check what the README
+//! shows against what the macro generates.
+#![forbid(unsafe_code)]
+
+pub mod order;
+
+/// The README's Rust code blocks, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -185,9 +185,13 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
 
     async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
         let id = id.into();
-        let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let Some(slot) = self.slot(&id) else {
+            return Ok(Vec::new());
+        };
         let guard = slot.lock().await;
-        let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let Some(row) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
         row.history
             .iter()
             .map(|(version, from, to, event, at_micros)| {

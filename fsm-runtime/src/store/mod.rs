@@ -63,7 +63,7 @@ pub trait Store<M: StateMachine>: Send + Sync {
     /// Deletes the entity and its history, or reports that it did not exist.
     fn delete(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<DeleteOutcome, Error>> + Send;
 
-    /// The entity's applied transitions, oldest first.
+    /// The entity's applied transitions, oldest first (empty for an entity that does not exist).
     fn history(
         &self,
         id: impl Into<EntityId> + Send,

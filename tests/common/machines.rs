@@ -1,0 +1,49 @@
+//! The machines the integration tests drive.
+
+use fsm_runtime::StateMachine;
+
+/// The order machine of the conformance suite.
+#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[state_machine(rename_all = "snake_case", event = OrderEvent, table = "orders")]
+pub enum Order {
+    #[state(initial)]
+    Created,
+    #[transition(from = Created, on = Pay)]
+    Paid,
+    #[transition(from = Paid, on = Ship)]
+    Shipped,
+    #[transition(from = Shipped, on = Deliver)]
+    Delivered,
+    #[transition(from = [Created, Paid], on = Cancel)]
+    Cancelled,
+    #[transition(from = [Shipped, Delivered], on = Refund)]
+    Refunded,
+}
+
+/// A machine with an event of two targets: `Close` leads from `Open` to `Closed` and from
+/// `Resolved` to `Archived`.
+#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[state_machine(rename_all = "snake_case", event = TicketEvent, table = "tickets")]
+pub enum Ticket {
+    #[state(initial)]
+    Open,
+    #[transition(from = Open, on = Resolve)]
+    Resolved,
+    #[transition(from = Open, on = Close)]
+    Closed,
+    #[transition(from = Resolved, on = Close)]
+    Archived,
+}
+
+/// A machine that cycles on purpose: `Next` is declared cyclic.
+#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[state_machine(rename_all = "snake_case", event = LightEvent, table = "lights", cyclic = [Next])]
+pub enum Light {
+    #[state(initial)]
+    #[transition(from = Yellow, on = Next)]
+    Red,
+    #[transition(from = Red, on = Next)]
+    Green,
+    #[transition(from = Green, on = Next)]
+    Yellow,
+}

@@ -1,0 +1,5 @@
+//! Shared by the integration tests: the test machines and the database backends.
+#![allow(dead_code)]
+
+pub mod backends;
+pub mod machines;

@@ -1,0 +1,285 @@
+//! The conformance cases: each one is a generic function over any [`Store`], run against every
+//! adapter by `main.rs`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fsm_runtime::{CreateOutcome, DeleteOutcome, Error, LockedEntity, Outcome, Snapshot, Store, TransitionRequest};
+
+use crate::common::backends::RawAccess;
+use crate::common::machines::{Light, LightEvent, Order, OrderEvent, Ticket, TicketEvent};
+
+/// Create is idempotent: the second create reports the existing entity and writes nothing.
+pub async fn create_is_idempotent<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    assert_eq!(store.create(1).await.unwrap(), CreateOutcome::Created { state: Order::Created });
+    store.transition(1, Order::Paid).await.unwrap();
+    assert_eq!(store.create(1).await.unwrap(), CreateOutcome::AlreadyExists { state: Order::Paid, version: 1 });
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+    assert_eq!(store.create_in(2, Order::Shipped).await.unwrap(), CreateOutcome::Created { state: Order::Shipped });
+    assert_eq!(store.get(2).await.unwrap(), Snapshot { state: Order::Shipped, version: 0 });
+}
+
+/// Row 1 and 2 of the outcome table: applied once, then a no-op that writes nothing.
+pub async fn transition_applies_once<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let applied = store.transition(1, Order::Paid).await.unwrap();
+    assert_eq!(applied, Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+    let replay = store.transition(1, Order::Paid).await.unwrap();
+    assert_eq!(replay, Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    assert!(!replay.is_applied());
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+    let history = store.history(1).await.unwrap();
+    assert_eq!(history.len(), 1, "a replay must not write history: {history:?}");
+    assert_eq!((history[0].version, history[0].from, history[0].to), (1, Order::Created, Order::Paid));
+    assert_eq!(history[0].event, None);
+    assert!(history[0].at_micros > 1_600_000_000_000_000, "timestamp in microseconds: {}", history[0].at_micros);
+}
+
+/// Row 3: an illegal move is a typed error naming the states, and writes nothing.
+pub async fn illegal_transition_is_refused<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let error = store.transition(1, Order::Shipped).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::InvalidTransition { machine: "Order", from: "created", to: "shipped", id } if id.to_string() == "1"),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    assert!(store.history(1).await.unwrap().is_empty());
+    // From a terminal state nothing leaves.
+    store.transition(1, Order::Cancelled).await.unwrap();
+    let error = store.transition(1, Order::Paid).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidTransition { from: "cancelled", to: "paid", .. }), "{error:?}");
+}
+
+/// Row 4: no such row.
+pub async fn missing_entity_is_not_found<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    let error = store.transition(404, Order::Paid).await.unwrap_err();
+    assert!(matches!(&error, Error::NotFound { machine: "Order", id, .. } if id.to_string() == "404"), "{error:?}");
+    assert!(matches!(store.get(404).await.unwrap_err(), Error::NotFound { .. }));
+    assert!(matches!(store.fire(404, OrderEvent::Pay).await.unwrap_err(), Error::NotFound { .. }));
+    assert!(matches!(store.lock(404).await.unwrap_err(), Error::NotFound { .. }));
+    assert!(store.history(404).await.unwrap().is_empty());
+}
+
+/// Row 5: a stored string no state maps to is a typed error, never a panic, and nothing is
+/// written.
+pub async fn unknown_state_is_an_error<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    store.create(1).await.unwrap();
+    store.corrupt(&table, 1, "teleported").await;
+    let error = store.transition(1, Order::Paid).await.unwrap_err();
+    match &error {
+        Error::UnknownState { machine, id, value, expected, .. } => {
+            assert_eq!((*machine, id.to_string(), value.as_str()), ("Order", "1".to_owned(), "teleported"));
+            assert!(expected.contains("created") && expected.contains("refunded"), "{expected}");
+        }
+        other => panic!("expected UnknownState, got {other:?}"),
+    }
+    assert!(matches!(store.get(1).await.unwrap_err(), Error::UnknownState { .. }));
+    assert!(matches!(store.fire(1, OrderEvent::Pay).await.unwrap_err(), Error::UnknownState { .. }));
+    assert!(store.history(1).await.unwrap().is_empty());
+}
+
+/// Firing an event: recorded with its name, replay is a no-op, an event with no edge from the
+/// state is `InvalidEvent`.
+pub async fn fire_follows_the_event<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let error = store.fire(1, OrderEvent::Ship).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidEvent { state: "created", event: "ship", .. }), "{error:?}");
+    assert_eq!(
+        store.fire(1, OrderEvent::Pay).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    assert_eq!(store.fire(1, OrderEvent::Pay).await.unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    assert_eq!(
+        store.fire(1, OrderEvent::Cancel).await.unwrap(),
+        Outcome::Applied { from: Order::Paid, to: Order::Cancelled, version: 2 }
+    );
+    let events: Vec<_> = store.history(1).await.unwrap().into_iter().map(|h| h.event).collect();
+    assert_eq!(events, [Some("pay".to_owned()), Some("cancel".to_owned())]);
+}
+
+/// A target with several legal sources is reached from each of them.
+pub async fn multi_source_target<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    store.create(2).await.unwrap();
+    store.transition(2, Order::Paid).await.unwrap();
+    assert_eq!(
+        store.transition(1, Order::Cancelled).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Cancelled, version: 1 }
+    );
+    assert_eq!(
+        store.transition(2, Order::Cancelled).await.unwrap(),
+        Outcome::Applied { from: Order::Paid, to: Order::Cancelled, version: 2 }
+    );
+}
+
+/// Compare-and-set on an observed state.
+pub async fn transition_from_observed_state<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    assert_eq!(
+        store.transition_from(1, Order::Created, Order::Paid).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    // The same request again: the row moved on to the target.
+    assert_eq!(
+        store.transition_from(1, Order::Created, Order::Paid).await.unwrap(),
+        Outcome::AlreadyApplied { state: Order::Paid, version: 1 }
+    );
+    // A decision taken on a stale read: retryable conflict, nothing written.
+    let error = store.transition_from(1, Order::Created, Order::Cancelled).await.unwrap_err();
+    assert!(matches!(error, Error::Conflict { expected: "created", actual: "paid", .. }), "{error:?}");
+    assert!(error.is_retryable());
+    // An edge the table does not have is refused before any I/O.
+    let error = store.transition_from(1, Order::Created, Order::Shipped).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidTransition { from: "created", to: "shipped", .. }), "{error:?}");
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+}
+
+/// Optimistic locking: an expected version must match; a replay still is a no-op.
+pub async fn expected_version_is_checked<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let error = store.apply(TransitionRequest::to(1, Order::Paid).expect_version(5)).await.unwrap_err();
+    assert!(matches!(error, Error::VersionConflict { expected: 5, actual: 0, .. }), "{error:?}");
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    let applied = store.apply(TransitionRequest::to(1, Order::Paid).expect_version(0)).await.unwrap();
+    assert_eq!(applied, Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+    let replay = store.apply(TransitionRequest::to(1, Order::Paid).expect_version(0)).await.unwrap();
+    assert_eq!(replay, Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    let error = store.apply(TransitionRequest::to(1, Order::Shipped).expect_version(0)).await.unwrap_err();
+    assert!(matches!(error, Error::VersionConflict { expected: 0, actual: 1, .. }), "{error:?}");
+}
+
+/// Effects run only with `Applied`; a failing effect rolls the transition back.
+pub async fn effects_run_only_when_applied<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counting = |runs: Arc<AtomicUsize>| {
+        move |_tx: &mut S::Tx| -> fsm_runtime::EffectFuture<'_> {
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    };
+    // A failing effect: typed error, nothing written.
+    let failing = TransitionRequest::to(1, Order::Paid)
+        .effect(counting(runs.clone()))
+        .effect(|_tx| Box::pin(async { Err("card declined".into()) }));
+    let error = store.apply(failing).await.unwrap_err();
+    match &error {
+        Error::Effect { from, to, source, .. } => {
+            assert_eq!((*from, *to), ("created", "paid"));
+            assert_eq!(source.to_string(), "card declined");
+        }
+        other => panic!("expected Effect, got {other:?}"),
+    }
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    assert!(store.history(1).await.unwrap().is_empty());
+    // The same transition again, with effects that succeed.
+    runs.store(0, Ordering::SeqCst);
+    let request = TransitionRequest::to(1, Order::Paid).effect(counting(runs.clone()));
+    assert!(store.apply(request).await.unwrap().is_applied());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // A replay runs nothing.
+    let request = TransitionRequest::to(1, Order::Paid).effect(counting(runs.clone()));
+    assert!(!store.apply(request).await.unwrap().is_applied());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(store.history(1).await.unwrap().len(), 1);
+}
+
+/// Delete is idempotent and takes the history with it, so the id can be created again.
+pub async fn delete_is_idempotent<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    store.transition(1, Order::Paid).await.unwrap();
+    assert_eq!(store.delete(1).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(store.delete(1).await.unwrap(), DeleteOutcome::AlreadyAbsent);
+    assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }));
+    assert!(store.history(1).await.unwrap().is_empty());
+    assert_eq!(store.create(1).await.unwrap(), CreateOutcome::Created { state: Order::Created });
+    assert!(store.transition(1, Order::Paid).await.unwrap().is_applied());
+}
+
+/// Pessimistic locking: read, decide, transition and commit under the lock; a dropped lock
+/// writes nothing.
+pub async fn lock_read_decide_write<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    {
+        let mut locked = store.lock(1).await.unwrap();
+        assert_eq!(locked.snapshot(), Snapshot { state: Order::Created, version: 0 });
+        assert!(locked.transition(Order::Paid).await.unwrap().is_applied());
+        // Dropped without commit: rolled back.
+    }
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    let mut locked = store.lock(1).await.unwrap();
+    assert_eq!(locked.id().to_string(), "1");
+    let decided = if locked.snapshot().state == Order::Created { Order::Paid } else { Order::Cancelled };
+    assert_eq!(
+        locked.transition(decided).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    assert_eq!(locked.transition(Order::Paid).await.unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    let error = locked.transition(Order::Delivered).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidTransition { from: "paid", to: "delivered", .. }), "{error:?}");
+    assert!(locked.transition(Order::Shipped).await.unwrap().is_applied());
+    locked.commit().await.unwrap();
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Shipped, version: 2 });
+    let history = store.history(1).await.unwrap();
+    assert_eq!(history.iter().map(|h| (h.version, h.to)).collect::<Vec<_>>(), [(1, Order::Paid), (2, Order::Shipped)]);
+}
+
+/// 64 tasks racing the same transition: exactly one `Applied`, the rest `AlreadyApplied`.
+pub async fn racing_tasks_apply_once<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.transition(1, Order::Paid).await })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Outcome::Applied { .. } => applied += 1,
+            Outcome::AlreadyApplied { state, version } => assert_eq!((state, version), (Order::Paid, 1)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(store.history(1).await.unwrap().len(), 1);
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+}
+
+/// An event with two targets: its replay is recognised from either target.
+pub async fn event_with_two_targets<S: Store<Ticket> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    store.create(2).await.unwrap();
+    store.fire(2, TicketEvent::Resolve).await.unwrap();
+    assert_eq!(
+        store.fire(1, TicketEvent::Close).await.unwrap(),
+        Outcome::Applied { from: Ticket::Open, to: Ticket::Closed, version: 1 }
+    );
+    assert_eq!(store.fire(1, TicketEvent::Close).await.unwrap(), Outcome::AlreadyApplied { state: Ticket::Closed, version: 1 });
+    assert_eq!(
+        store.fire(2, TicketEvent::Close).await.unwrap(),
+        Outcome::Applied { from: Ticket::Resolved, to: Ticket::Archived, version: 2 }
+    );
+    assert_eq!(store.fire(2, TicketEvent::Close).await.unwrap(), Outcome::AlreadyApplied { state: Ticket::Archived, version: 2 });
+    let error = store.fire(1, TicketEvent::Resolve).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidEvent { state: "closed", event: "resolve", .. }), "{error:?}");
+}
+
+/// A cyclic event moves on every call (it is declared replay-unsafe), and with an observed
+/// state it is exact.
+pub async fn cyclic_event_moves_each_time<S: Store<Light> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(store.fire(1, LightEvent::Next).await.unwrap().state());
+    }
+    assert_eq!(seen, [Light::Green, Light::Yellow, Light::Red, Light::Green]);
+    assert_eq!(store.get(1).await.unwrap().version, 4);
+    // Exactly-once for a cyclic machine: compare-and-set on the observed state.
+    assert!(store.transition_from(1, Light::Green, Light::Yellow).await.unwrap().is_applied());
+    assert!(!store.transition_from(1, Light::Green, Light::Yellow).await.unwrap().is_applied());
+}

@@ -1,0 +1,71 @@
+//! The conformance suite: the same cases, written once in `cases.rs`, against every adapter.
+//!
+//! PostgreSQL and MySQL/MariaDB cases skip with a visible message when their server does not
+//! answer, unless `FSM_REQUIRE_SERVERS=1` (see `tests/common/backends.rs`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cases;
+
+use std::sync::Arc;
+
+use common::backends::RawAccess;
+
+/// Runs `case` on a fresh store from `make`, then drops the test's table.
+async fn run<S, Fut, Case>(test: &str, make: impl FnOnce(String) -> Fut, case: impl FnOnce(Arc<S>, String) -> Case)
+where
+    S: RawAccess,
+    Fut: std::future::Future<Output = Option<(S, String)>>,
+    Case: std::future::Future<Output = ()>,
+{
+    let Some((store, table)) = make(test.to_owned()).await else {
+        return;
+    };
+    let store = Arc::new(store);
+    case(store.clone(), table.clone()).await;
+    store.cleanup(&table).await;
+}
+
+macro_rules! conformance {
+    ($backend:ident, $make:ident) => {
+        mod $backend {
+            use super::*;
+
+            conformance!(@cases $make;
+                create_is_idempotent: Order,
+                transition_applies_once: Order,
+                illegal_transition_is_refused: Order,
+                missing_entity_is_not_found: Order,
+                unknown_state_is_an_error: Order,
+                fire_follows_the_event: Order,
+                multi_source_target: Order,
+                transition_from_observed_state: Order,
+                expected_version_is_checked: Order,
+                effects_run_only_when_applied: Order,
+                delete_is_idempotent: Order,
+                lock_read_decide_write: Order,
+                racing_tasks_apply_once: Order,
+                event_with_two_targets: Ticket,
+                cyclic_event_moves_each_time: Light,
+            );
+        }
+    };
+    (@cases $make:ident; $($case:ident: $machine:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let test = stringify!($case);
+                run(test, |name| common::backends::$make::<common::machines::$machine>(name), |store, table| async move {
+                    cases::$case(store, table).await
+                })
+                .await;
+            }
+        )*
+    };
+}
+
+conformance!(memory, memory_store);
+conformance!(sqlite, sqlite_store);
+conformance!(postgres, postgres_store);
+conformance!(mysql, mysql_store);

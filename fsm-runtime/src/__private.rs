@@ -2,6 +2,13 @@
 
 pub use core;
 
+/// The error of a stored name that no state maps to; out of line, to keep the generated
+/// `from_stored` small.
+#[cold]
+pub fn unknown_state(machine: &'static str, value: &str, expected: &'static str) -> crate::UnknownState {
+    crate::UnknownState { machine, value: value.to_owned(), expected }
+}
+
 /// Implements the optional codecs of a derived state (serde and sqlx, as the features of
 /// `fsm-runtime` enable them), as its stored name.
 #[doc(hidden)]

@@ -51,9 +51,29 @@ fn unreachable(what: &str, url: &str, error: &dyn std::fmt::Display, test: &str)
     );
 }
 
+/// Whether something listens on `host:port`: a quick probe, so that a machine without the
+/// server skips at once instead of waiting for the pool's timeout.
+fn listening(host: &str, port: u16) -> Result<(), String> {
+    use std::net::ToSocketAddrs as _;
+    let addresses = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut last = format!("no address for {host}");
+    for address in addresses {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(last)
+}
+
 /// A pool on the test PostgreSQL server, or `None` (test skipped) when it does not answer.
 pub async fn postgres_pool(test: &str) -> Option<PgPool> {
     let url = postgres_url();
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("FSM_POSTGRES_URL is a PostgreSQL URL");
+    if let Err(error) = listening(options.get_host(), options.get_port()) {
+        unreachable("PostgreSQL", &url, &error, test);
+        return None;
+    }
     match PgPoolOptions::new().max_connections(40).acquire_timeout(Duration::from_secs(10)).connect(&url).await {
         Ok(pool) => Some(pool),
         Err(error) => {
@@ -66,6 +86,11 @@ pub async fn postgres_pool(test: &str) -> Option<PgPool> {
 /// A pool on the test MySQL / MariaDB server, or `None` (test skipped) when it does not answer.
 pub async fn mysql_pool(test: &str) -> Option<MySqlPool> {
     let url = mysql_url();
+    let options: sqlx::mysql::MySqlConnectOptions = url.parse().expect("FSM_MYSQL_URL is a MySQL URL");
+    if let Err(error) = listening(options.get_host(), options.get_port()) {
+        unreachable("MySQL/MariaDB", &url, &error, test);
+        return None;
+    }
     match MySqlPoolOptions::new().max_connections(40).acquire_timeout(Duration::from_secs(10)).connect(&url).await {
         Ok(pool) => Some(pool),
         Err(error) => {

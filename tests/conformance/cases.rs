@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fsm_runtime::{CreateOutcome, DeleteOutcome, Error, LockedEntity, Outcome, Snapshot, Store, TransitionRequest};
+use fsm_runtime::{CreateOutcome, DeleteOutcome, EffectFuture, Error, LockedEntity, Outcome, Snapshot, Store, TransitionRequest};
 
 use crate::common::backends::RawAccess;
 use crate::common::machines::{Light, LightEvent, Order, OrderEvent, Ticket, TicketEvent};
@@ -150,21 +150,23 @@ pub async fn expected_version_is_checked<S: Store<Order> + RawAccess + 'static>(
     assert!(matches!(error, Error::VersionConflict { expected: 0, actual: 1, .. }), "{error:?}");
 }
 
+/// An effect that counts its runs.
+fn counting<Tx>(runs: Arc<AtomicUsize>) -> impl for<'t> FnOnce(&'t mut Tx) -> EffectFuture<'t> + Send {
+    move |_tx| {
+        Box::pin(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
 /// Effects run only with `Applied`; a failing effect rolls the transition back.
 pub async fn effects_run_only_when_applied<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
     store.create(1).await.unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
-    let counting = |runs: Arc<AtomicUsize>| {
-        move |_tx: &mut S::Tx| -> fsm_runtime::EffectFuture<'_> {
-            Box::pin(async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
-        }
-    };
     // A failing effect: typed error, nothing written.
     let failing = TransitionRequest::to(1, Order::Paid)
-        .effect(counting(runs.clone()))
+        .effect(counting::<S::Tx>(runs.clone()))
         .effect(|_tx| Box::pin(async { Err("card declined".into()) }));
     let error = store.apply(failing).await.unwrap_err();
     match &error {
@@ -178,11 +180,11 @@ pub async fn effects_run_only_when_applied<S: Store<Order> + RawAccess + 'static
     assert!(store.history(1).await.unwrap().is_empty());
     // The same transition again, with effects that succeed.
     runs.store(0, Ordering::SeqCst);
-    let request = TransitionRequest::to(1, Order::Paid).effect(counting(runs.clone()));
+    let request = TransitionRequest::to(1, Order::Paid).effect(counting::<S::Tx>(runs.clone()));
     assert!(store.apply(request).await.unwrap().is_applied());
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     // A replay runs nothing.
-    let request = TransitionRequest::to(1, Order::Paid).effect(counting(runs.clone()));
+    let request = TransitionRequest::to(1, Order::Paid).effect(counting::<S::Tx>(runs.clone()));
     assert!(!store.apply(request).await.unwrap().is_applied());
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(store.history(1).await.unwrap().len(), 1);

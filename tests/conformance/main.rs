@@ -56,7 +56,7 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let test = stringify!($case);
-                run(test, |name| common::backends::$make::<common::machines::$machine>(name), |store, table| async move {
+                run(test, |name: String| async move { common::backends::$make::<common::machines::$machine>(&name).await }, |store, table| async move {
                     cases::$case(store, table).await
                 })
                 .await;

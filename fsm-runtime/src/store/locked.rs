@@ -12,7 +12,7 @@ use crate::outcome::{Outcome, Snapshot};
 ///
 /// For decisions that must read the entity (and perhaps other rows) before choosing a target.
 /// Nothing is written until [`LockedEntity::commit`]; dropping the lock rolls back.
-pub trait LockedEntity<M: StateMachine>: Send {
+pub trait LockedEntity<M: StateMachine>: Send + std::fmt::Debug {
     /// What the caller's own statements run on inside the lock.
     type Tx: Send;
 

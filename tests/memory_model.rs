@@ -174,7 +174,7 @@ async fn run_store(store: &MemoryStore<Order>, op: &Op) -> Seen {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn memory_store_matches_the_reference_model(ops in proptest::collection::vec(op(), 1..60)) {

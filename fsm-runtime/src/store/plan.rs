@@ -107,7 +107,7 @@ impl<M: StateMachine> Plan<M> {
         Ok(match target {
             Target::To(to) => Resolution::Ready(Self::to_target(id, to, expected_version)),
             Target::From { from, to } => {
-                if from != to && !M::can_transition(from, to) {
+                if !M::can_transition(from, to) {
                     return Err(Error::InvalidTransition {
                         machine: M::MACHINE,
                         id: id.clone(),

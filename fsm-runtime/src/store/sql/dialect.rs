@@ -10,7 +10,7 @@ use crate::mapping::TableMapping;
 /// The SQL dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// SQLite: `"quoted"` identifiers, `?` parameters.
+    /// SQLite: `` `quoted` `` identifiers (never taken for a string literal), `?` parameters.
     Sqlite,
     /// PostgreSQL: `"quoted"` identifiers, `$n` parameters.
     Postgres,
@@ -19,10 +19,14 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    fn quote(self, identifier: &str) -> String {
+    /// Quotes a validated identifier. SQLite takes a double-quoted name that matches no column
+    /// for a string literal (<https://sqlite.org/quirks.html#dblquote>): a wrong column name
+    /// would read as a constant and pass the schema check. A name in backticks is always an
+    /// identifier there, as in MySQL.
+    pub(crate) fn quote(self, identifier: &str) -> String {
         match self {
-            Self::MySql => format!("`{identifier}`"),
-            Self::Sqlite | Self::Postgres => format!("\"{identifier}\""),
+            Self::Sqlite | Self::MySql => format!("`{identifier}`"),
+            Self::Postgres => format!("\"{identifier}\""),
         }
     }
 
@@ -165,6 +169,8 @@ mod tests {
             "UPDATE `orders` SET `state` = ?, `version` = `version` + 1 WHERE `id` = ? AND `state` = ? AND `version` = ?"
         );
         assert!(my.transition_one_statement.is_none());
+        let lite = Statements::new(Dialect::Sqlite, &mapping);
+        assert_eq!(&*lite.read, "SELECT `state`, `version` FROM `orders` WHERE `id` = ?");
         assert!(pg.transition_one_statement.is_some());
     }
 }

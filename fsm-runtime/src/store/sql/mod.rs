@@ -119,10 +119,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// Checks that the entity table and its three columns exist, with a query that reads no row.
     async fn check_schema(&self) -> Result<(), Error> {
         let TableMapping { table, id, state, version } = &self.mapping;
-        let (open, close) = if B::DIALECT == Dialect::MySql { ('`', '`') } else { ('"', '"') };
-        let sql = format!(
-            "SELECT {open}{id}{close}, {open}{state}{close}, {open}{version}{close} FROM {open}{table}{close} WHERE 1 = 0"
-        );
+        let q = |identifier: &str| B::DIALECT.quote(identifier);
+        let sql = format!("SELECT {}, {}, {} FROM {} WHERE 1 = 0", q(id), q(state), q(version), q(table));
         let mut conn = self.conn().await?;
         B::execute_plain(&mut conn, &sql).await.map_err(|source| Error::Schema {
             machine: M::MACHINE,

@@ -26,12 +26,17 @@ macro_rules! __impl_state_codecs {
 macro_rules! __impl_state_serde {
     ($state:ty) => {
         impl $crate::__private::serde::Serialize for $state {
-            fn serialize<S: $crate::__private::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {
+            fn serialize<S: $crate::__private::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::core::result::Result<S::Ok, S::Error> {
                 serializer.serialize_str(<$state as $crate::StateMachine>::as_str(*self))
             }
         }
         impl<'de> $crate::__private::serde::Deserialize<'de> for $state {
-            fn deserialize<D: $crate::__private::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {
+            fn deserialize<D: $crate::__private::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> ::core::result::Result<Self, D::Error> {
                 $crate::__private::deserialize_state::<$state, D>(deserializer)
             }
         }

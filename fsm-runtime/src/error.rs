@@ -1,6 +1,7 @@
 //! The error of every store operation.
 
 use crate::entity_id::EntityId;
+use crate::idempotency::InvalidKey;
 use crate::mapping::InvalidIdentifier;
 
 /// A boxed error, as returned by an effect.
@@ -106,6 +107,51 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The target is declared `strict` and the entity already is in it, reached by another
+    /// request (not a replay of this one, which has the same idempotency key).
+    #[error("{machine} `{id}` already is `{state}`, reached by another request (the transition is strict)")]
+    ReachedByAnotherRequest {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The state (the strict target).
+        state: &'static str,
+    },
+
+    /// The idempotency key was used before for a request with another fingerprint: the caller
+    /// reused a key for a different request.
+    #[error("idempotency key `{key}` was used before for a different request")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
+
+    /// A keyed operation failed; nothing was stored, so the key can be retried.
+    #[error("operation with idempotency key `{key}` failed, nothing stored: {source}")]
+    Operation {
+        /// The key.
+        key: String,
+        /// The operation's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// An idempotency key or fingerprint that cannot be stored.
+    #[error(transparent)]
+    InvalidKey(#[from] InvalidKey),
+
+    /// A stored outcome that cannot be read back (written by an incompatible version, or edited).
+    #[error("idempotency key `{key}`: stored outcome `{stored}` cannot be read: {reason}")]
+    CorruptKey {
+        /// The key.
+        key: String,
+        /// What is stored.
+        stored: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+
     /// A table or column name given at run time is not a valid SQL identifier.
     #[error(transparent)]
     InvalidIdentifier(#[from] InvalidIdentifier),
@@ -162,8 +208,15 @@ impl Error {
             | Self::UnknownState { id, .. }
             | Self::Conflict { id, .. }
             | Self::VersionConflict { id, .. }
-            | Self::Effect { id, .. } => Some(id),
-            Self::InvalidIdentifier(_) | Self::Schema { .. } | Self::Database { .. } => None,
+            | Self::Effect { id, .. }
+            | Self::ReachedByAnotherRequest { id, .. } => Some(id),
+            Self::IdempotencyKeyReused { .. }
+            | Self::Operation { .. }
+            | Self::InvalidKey(_)
+            | Self::CorruptKey { .. }
+            | Self::InvalidIdentifier(_)
+            | Self::Schema { .. }
+            | Self::Database { .. } => None,
         }
     }
 }

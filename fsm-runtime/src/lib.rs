@@ -19,6 +19,7 @@
 
 mod entity_id;
 mod error;
+pub mod idempotency;
 mod machine;
 mod machine_error;
 pub mod mapping;
@@ -28,12 +29,14 @@ pub mod store;
 pub use entity_id::EntityId;
 pub use error::{BoxError, Error};
 pub use fsm_macros::StateMachine;
+pub use idempotency::{Fingerprint, IdempotencyKey, InvalidKey, Once};
 pub use machine::{Edge, StateMachine};
 pub use machine_error::{InvalidEvent, UnknownState};
 pub use mapping::TableMapping;
 pub use outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
-pub use store::memory::{MemoryStore, MemoryTx};
-pub use store::{Effect, EffectFuture, LockedEntity, Store, Target, TransitionRequest};
+#[cfg(feature = "_sql")]
+pub use sqlx;
+pub use store::memory::{MemoryLocked, MemoryStore, MemoryTransition, MemoryTx};
 #[cfg(feature = "mysql")]
 pub use store::mysql::MySqlStore;
 #[cfg(feature = "postgres")]
@@ -42,8 +45,7 @@ pub use store::postgres::PostgresStore;
 pub use store::sql::{Backend, SqlLocked, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
-#[cfg(feature = "_sql")]
-pub use sqlx;
+pub use store::{Effect, EffectFuture, LockedEntity, OpFuture, Store, Target, TransitionRequest};
 
 #[doc(hidden)]
 pub mod __private;

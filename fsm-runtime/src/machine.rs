@@ -102,4 +102,14 @@ pub trait StateMachine: Copy + Eq + Debug + Send + Sync + 'static {
 
     /// The stored name of `event`, as recorded in the history table.
     fn event_name(event: Self::Event) -> &'static str;
+
+    /// Whether `target` is declared strict (`#[transition(from = A, on = Capture, strict)]`):
+    /// a request that finds the entity already there, reached by another request, is
+    /// [`Error::ReachedByAnotherRequest`](crate::Error::ReachedByAnotherRequest) instead of a
+    /// no-op. A replay of the same request (same idempotency key) is still a
+    /// [`Outcome::Replayed`](crate::Outcome::Replayed).
+    fn is_strict(target: Self) -> bool {
+        let _ = target;
+        false
+    }
 }

@@ -62,11 +62,7 @@ pub const fn is_valid_identifier(value: &str) -> bool {
 }
 
 fn checked(role: &'static str, value: Cow<'static, str>) -> Result<Cow<'static, str>, InvalidIdentifier> {
-    if is_valid_identifier(&value) {
-        Ok(value)
-    } else {
-        Err(InvalidIdentifier { role, value: value.into_owned() })
-    }
+    if is_valid_identifier(&value) { Ok(value) } else { Err(InvalidIdentifier { role, value: value.into_owned() }) }
 }
 
 impl TableMapping {
@@ -98,19 +94,13 @@ impl TableMapping {
     }
 
     /// Replaces the state column, checking it.
-    pub fn with_state_column(
-        mut self,
-        state: impl Into<Cow<'static, str>>,
-    ) -> Result<Self, InvalidIdentifier> {
+    pub fn with_state_column(mut self, state: impl Into<Cow<'static, str>>) -> Result<Self, InvalidIdentifier> {
         self.state = checked("state column", state.into())?;
         Ok(self)
     }
 
     /// Replaces the version column, checking it.
-    pub fn with_version_column(
-        mut self,
-        version: impl Into<Cow<'static, str>>,
-    ) -> Result<Self, InvalidIdentifier> {
+    pub fn with_version_column(mut self, version: impl Into<Cow<'static, str>>) -> Result<Self, InvalidIdentifier> {
         self.version = checked("version column", version.into())?;
         Ok(self)
     }

@@ -16,7 +16,18 @@ pub enum Outcome<M: StateMachine> {
         /// The entity's version after the transition.
         version: i64,
     },
-    /// The entity already was in the target: nothing was written and no effect ran.
+    /// This very request (by its idempotency key) was applied before: the stored outcome of
+    /// that first application; nothing was written and no effect ran.
+    Replayed {
+        /// The state the first application left.
+        from: M,
+        /// The state it reached.
+        to: M,
+        /// The version it produced.
+        version: i64,
+    },
+    /// The entity already was in the target, reached by another request: nothing was written
+    /// and no effect ran.
     AlreadyApplied {
         /// The state the entity is in (the target).
         state: M,
@@ -34,15 +45,23 @@ impl<M: StateMachine> Outcome<M> {
     /// The state the entity is in after the call.
     pub fn state(&self) -> M {
         match *self {
-            Self::Applied { to, .. } => to,
+            Self::Applied { to, .. } | Self::Replayed { to, .. } => to,
             Self::AlreadyApplied { state, .. } => state,
         }
     }
 
-    /// The entity's version after the call.
+    /// Whether this was a replay of a request applied before under the same idempotency key.
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Self::Replayed { .. })
+    }
+
+    /// The entity's version after the call (for a replay: the version the first application
+    /// produced).
     pub fn version(&self) -> i64 {
         match *self {
-            Self::Applied { version, .. } | Self::AlreadyApplied { version, .. } => version,
+            Self::Applied { version, .. } | Self::Replayed { version, .. } | Self::AlreadyApplied { version, .. } => {
+                version
+            }
         }
     }
 }

@@ -187,7 +187,12 @@ macro_rules! sql_raw_access {
         impl<M: StateMachine> RawAccess for $store<M> {
             async fn corrupt(&self, table: &str, id: i64, value: &str) {
                 let sql = format!("UPDATE {table} SET state = {} WHERE id = {}", $first, $second);
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).bind(id).execute(self.pool()).await.expect("corrupt a row");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(value)
+                    .bind(id)
+                    .execute(self.pool())
+                    .await
+                    .expect("corrupt a row");
             }
 
             async fn cleanup(&self, table: &str) {
@@ -198,6 +203,11 @@ macro_rules! sql_raw_access {
                     .execute(self.pool())
                     .await
                     .expect("delete the test's history");
+                sqlx::query(concat!("DELETE FROM fsm_idempotency_keys WHERE source = ", $first))
+                    .bind(table.to_owned())
+                    .execute(self.pool())
+                    .await
+                    .expect("delete the test's idempotency keys");
             }
         }
     };

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fsm_runtime::{CreateOutcome, DeleteOutcome, EffectFuture, Error, LockedEntity, Outcome, Snapshot, Store, TransitionRequest};
+use fsm_runtime::{
+    CreateOutcome, DeleteOutcome, EffectFuture, Error, Fingerprint, IdempotencyKey, LockedEntity, Once, Outcome,
+    Snapshot, Store, TransitionRequest,
+};
 
 use crate::common::backends::RawAccess;
 use crate::common::machines::{Light, LightEvent, Order, OrderEvent, Ticket, TicketEvent};
@@ -90,7 +93,10 @@ pub async fn fire_follows_the_event<S: Store<Order> + RawAccess + 'static>(store
         store.fire(1, OrderEvent::Pay).await.unwrap(),
         Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
     );
-    assert_eq!(store.fire(1, OrderEvent::Pay).await.unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    assert_eq!(
+        store.fire(1, OrderEvent::Pay).await.unwrap(),
+        Outcome::AlreadyApplied { state: Order::Paid, version: 1 }
+    );
     assert_eq!(
         store.fire(1, OrderEvent::Cancel).await.unwrap(),
         Outcome::Applied { from: Order::Paid, to: Order::Cancelled, version: 2 }
@@ -220,7 +226,10 @@ pub async fn lock_read_decide_write<S: Store<Order> + RawAccess + 'static>(store
         locked.transition(decided).await.unwrap(),
         Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
     );
-    assert_eq!(locked.transition(Order::Paid).await.unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    assert_eq!(
+        locked.transition(Order::Paid).await.unwrap(),
+        Outcome::AlreadyApplied { state: Order::Paid, version: 1 }
+    );
     let error = locked.transition(Order::Delivered).await.unwrap_err();
     assert!(matches!(error, Error::InvalidTransition { from: "paid", to: "delivered", .. }), "{error:?}");
     assert!(locked.transition(Order::Shipped).await.unwrap().is_applied());
@@ -261,12 +270,18 @@ pub async fn event_with_two_targets<S: Store<Ticket> + RawAccess + 'static>(stor
         store.fire(1, TicketEvent::Close).await.unwrap(),
         Outcome::Applied { from: Ticket::Open, to: Ticket::Closed, version: 1 }
     );
-    assert_eq!(store.fire(1, TicketEvent::Close).await.unwrap(), Outcome::AlreadyApplied { state: Ticket::Closed, version: 1 });
+    assert_eq!(
+        store.fire(1, TicketEvent::Close).await.unwrap(),
+        Outcome::AlreadyApplied { state: Ticket::Closed, version: 1 }
+    );
     assert_eq!(
         store.fire(2, TicketEvent::Close).await.unwrap(),
         Outcome::Applied { from: Ticket::Resolved, to: Ticket::Archived, version: 2 }
     );
-    assert_eq!(store.fire(2, TicketEvent::Close).await.unwrap(), Outcome::AlreadyApplied { state: Ticket::Archived, version: 2 });
+    assert_eq!(
+        store.fire(2, TicketEvent::Close).await.unwrap(),
+        Outcome::AlreadyApplied { state: Ticket::Archived, version: 2 }
+    );
     let error = store.fire(1, TicketEvent::Resolve).await.unwrap_err();
     assert!(matches!(error, Error::InvalidEvent { state: "closed", event: "resolve", .. }), "{error:?}");
 }
@@ -284,4 +299,155 @@ pub async fn cyclic_event_moves_each_time<S: Store<Light> + RawAccess + 'static>
     // Exactly-once for a cyclic machine: compare-and-set on the observed state.
     assert!(store.transition_from(1, Light::Green, Light::Yellow).await.unwrap().is_applied());
     assert!(!store.transition_from(1, Light::Green, Light::Yellow).await.unwrap().is_applied());
+}
+
+/// A key whose source is the test's table, so that test runs never share keys.
+fn key(table: &str, seq: i64) -> IdempotencyKey {
+    IdempotencyKey::new(table, seq).unwrap()
+}
+
+fn fingerprint(body: &str) -> Fingerprint {
+    Fingerprint::of(&body).unwrap()
+}
+
+/// A keyed transition: the same key and fingerprint replay the stored outcome; another
+/// fingerprint is a reused key; another key finds the entity already there.
+pub async fn keyed_transition_replays<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    store.create(1).await.unwrap();
+    let pay = |seq: i64, body: &str| {
+        TransitionRequest::to(1, Order::Paid).idempotency_key(key(&table, seq), fingerprint(body))
+    };
+    assert_eq!(
+        store.apply(pay(1, "pay 1")).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    let replay = store.apply(pay(1, "pay 1")).await.unwrap();
+    assert_eq!(replay, Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 });
+    assert!(replay.is_replay() && !replay.is_applied());
+    let error = store.apply(pay(1, "pay 2")).await.unwrap_err();
+    assert!(matches!(&error, Error::IdempotencyKeyReused { key } if *key == format!("{table}#1")), "{error:?}");
+    assert_eq!(store.apply(pay(2, "pay 1")).await.unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    // The replay is recognised even after the entity moved on.
+    store.transition(1, Order::Shipped).await.unwrap();
+    assert_eq!(
+        store.apply(pay(1, "pay 1")).await.unwrap(),
+        Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    assert_eq!(store.history(1).await.unwrap().len(), 2);
+}
+
+/// A keyed transition that fails stores nothing: the same key works once the cause is fixed.
+pub async fn failed_keyed_transition_stores_nothing<S: Store<Order> + RawAccess + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
+    store.create(1).await.unwrap();
+    let ship = || TransitionRequest::to(1, Order::Shipped).idempotency_key(key(&table, 10), fingerprint("ship"));
+    assert!(matches!(store.apply(ship()).await.unwrap_err(), Error::InvalidTransition { .. }));
+    let failing = ship().effect(|_tx| Box::pin(async { Err("carrier down".into()) }));
+    store.transition(1, Order::Paid).await.unwrap();
+    assert!(matches!(store.apply(failing).await.unwrap_err(), Error::Effect { .. }));
+    assert_eq!(
+        store.apply(ship()).await.unwrap(),
+        Outcome::Applied { from: Order::Paid, to: Order::Shipped, version: 2 }
+    );
+    assert!(store.apply(ship()).await.unwrap().is_replay());
+}
+
+/// A keyed fire with a cyclic event: the key makes it exactly-once.
+pub async fn keyed_cyclic_event_runs_once<S: Store<Light> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    store.create(1).await.unwrap();
+    let next = || TransitionRequest::fire(1, LightEvent::Next).idempotency_key(key(&table, 20), fingerprint("next"));
+    assert!(store.apply(next()).await.unwrap().is_applied());
+    assert_eq!(
+        store.apply(next()).await.unwrap(),
+        Outcome::Replayed { from: Light::Red, to: Light::Green, version: 1 }
+    );
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Light::Green, version: 1 });
+}
+
+/// 64 tasks racing one keyed transition: one `Applied`, 63 `Replayed`, never an error.
+pub async fn racing_keyed_transition<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    store.create(1).await.unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, key) = (store.clone(), key(&table, 30));
+            tokio::spawn(async move {
+                let request = TransitionRequest::to(1, Order::Paid).idempotency_key(key, fingerprint("pay"));
+                store.apply(request).await
+            })
+        })
+        .collect();
+    let (mut applied, mut replayed) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Outcome::Applied { .. } => applied += 1,
+            Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 } => replayed += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((applied, replayed), (1, 63));
+}
+
+/// A keyed operation runs once per key, even with 64 concurrent requests, and stores nothing
+/// when it fails.
+pub async fn run_once_per_key<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let top_up = |store: Arc<S>, seq: i64, body: &'static str, runs: Arc<AtomicUsize>| {
+        let key = key(&table, seq);
+        async move {
+            store
+                .run_once(key, fingerprint(body), move |_tx| {
+                    Box::pin(async move { Ok(runs.fetch_add(1, Ordering::SeqCst) + 1000) })
+                })
+                .await
+        }
+    };
+    // Same key: once.
+    let tasks: Vec<_> = (0..64).map(|_| tokio::spawn(top_up(store.clone(), 40, "top up 5", runs.clone()))).collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap().unwrap());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(results.iter().filter(|r| !r.is_replay()).count(), 1);
+    assert!(results.iter().all(|r| r.clone().into_inner() == 1000));
+    // Another fingerprint under the same key.
+    let error = top_up(store.clone(), 40, "top up 9", runs.clone()).await.unwrap_err();
+    assert!(matches!(error, Error::IdempotencyKeyReused { .. }), "{error:?}");
+    // Different keys: once each.
+    let tasks: Vec<_> =
+        (100..164).map(|seq| tokio::spawn(top_up(store.clone(), seq, "top up 5", runs.clone()))).collect();
+    for task in tasks {
+        assert!(!task.await.unwrap().unwrap().is_replay());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 65);
+    // A failing operation stores nothing: the key can be used again.
+    let error = store
+        .run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Err::<u32, _>("declined".into()) }))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Operation { .. }), "{error:?}");
+    let ran = store.run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Ok(7u32) })).await.unwrap();
+    assert_eq!(ran, Once::Ran(7));
+    assert_eq!(
+        store.run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Ok(8u32) })).await.unwrap(),
+        Once::Replayed(7)
+    );
+}
+
+/// An operation that returns `value`.
+fn returning<Tx>(value: u32) -> impl for<'t> FnOnce(&'t mut Tx) -> fsm_runtime::OpFuture<'t, u32> + Send {
+    move |_tx| Box::pin(async move { Ok(value) })
+}
+
+/// Purged keys are new again.
+pub async fn purged_keys_are_new_again<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    let op = returning::<S::Tx>;
+    assert_eq!(store.run_once(key(&table, 300), fingerprint("a"), op(1)).await.unwrap(), Once::Ran(1));
+    assert_eq!(store.purge_keys(std::time::Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(store.run_once(key(&table, 300), fingerprint("a"), op(2)).await.unwrap(), Once::Replayed(1));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(store.purge_keys(std::time::Duration::ZERO).await.unwrap() >= 1);
+    assert_eq!(store.run_once(key(&table, 300), fingerprint("a"), op(3)).await.unwrap(), Once::Ran(3));
 }

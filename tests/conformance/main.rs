@@ -48,6 +48,12 @@ macro_rules! conformance {
                 racing_tasks_apply_once: Order,
                 event_with_two_targets: Ticket,
                 cyclic_event_moves_each_time: Light,
+                keyed_transition_replays: Order,
+                failed_keyed_transition_stores_nothing: Order,
+                keyed_cyclic_event_runs_once: Light,
+                racing_keyed_transition: Order,
+                run_once_per_key: Order,
+                purged_keys_are_new_again: Order,
             );
         }
     };

@@ -3,13 +3,19 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::entity_id::EntityId;
 use crate::error::Error;
+use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::machine::StateMachine;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+use crate::store::keyed::{already_applied, encode_applied, encode_result, replayed_result, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
-use crate::store::{LockedEntity, Store, TransitionRequest};
+use crate::store::{Effect, LockedEntity, OpFuture, Store, Target, TransitionRequest};
 
 /// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
 /// value behaves as it would in a database.
@@ -25,9 +31,15 @@ type HistoryRecord = (i64, String, String, Option<&'static str>, i64);
 
 type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 
-/// What an effect receives from a [`MemoryStore`]: the transition being applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an effect or a keyed operation receives from a [`MemoryStore`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemoryTx {
+    transition: Option<MemoryTransition>,
+}
+
+/// The transition an effect runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryTransition {
     /// The entity.
     pub id: EntityId,
     /// The stored name of the state being left.
@@ -36,6 +48,21 @@ pub struct MemoryTx {
     pub to: &'static str,
     /// The version the transition will produce.
     pub version: i64,
+}
+
+impl MemoryTx {
+    /// The transition being applied, for an effect (`None` in a keyed operation).
+    pub fn transition(&self) -> Option<&MemoryTransition> {
+        self.transition.as_ref()
+    }
+}
+
+/// A stored idempotency key.
+#[derive(Debug, Clone)]
+struct StoredKey {
+    fingerprint: String,
+    outcome: String,
+    at_micros: i64,
 }
 
 /// An in-memory [`Store`] with the same semantics as the SQL adapters.
@@ -67,6 +94,8 @@ pub struct MemoryTx {
 /// ```
 pub struct MemoryStore<M> {
     rows: Mutex<HashMap<EntityId, Slot>>,
+    /// Held for the whole of a keyed operation, so that requests with a key run one at a time.
+    keys: tokio::sync::Mutex<HashMap<IdempotencyKey, StoredKey>>,
     table: String,
     machine: PhantomData<fn() -> M>,
 }
@@ -86,7 +115,12 @@ impl<M> std::fmt::Debug for MemoryStore<M> {
 impl<M: StateMachine> MemoryStore<M> {
     /// An empty store; errors name the table of the machine's mapping.
     pub fn new() -> Self {
-        Self { rows: Mutex::new(HashMap::new()), table: M::MAPPING.table.to_string(), machine: PhantomData }
+        Self {
+            rows: Mutex::new(HashMap::new()),
+            keys: tokio::sync::Mutex::new(HashMap::new()),
+            table: M::MAPPING.table.to_string(),
+            machine: PhantomData,
+        }
     }
 
     /// Stores a row as given, without any check: for tests of corrupted data and for imports.
@@ -106,7 +140,29 @@ impl<M: StateMachine> MemoryStore<M> {
         self.lock_rows().get(id).cloned()
     }
 
-    async fn apply_plan(&self, plan: Plan<M>, request_effects: Vec<crate::store::Effect<'_, MemoryTx>>) -> Result<Outcome<M>, Error> {
+    async fn apply_unkeyed(
+        &self,
+        id: EntityId,
+        target: Target<M>,
+        expected_version: Option<i64>,
+        effects: Vec<Effect<'_, MemoryTx>>,
+    ) -> Result<Outcome<M>, Error> {
+        let plan = match Plan::resolve(&id, target, expected_version)? {
+            Resolution::Ready(plan) => plan,
+            Resolution::NeedsState { event } => {
+                let current = self.get(id.clone()).await?;
+                match Plan::for_event_in_state(&id, event, current.state, current.version, expected_version)? {
+                    AfterRead::Ready(plan) => plan,
+                    AfterRead::AlreadyApplied(Snapshot { state, version }) => {
+                        return already_applied(&id, state, version);
+                    }
+                }
+            }
+        };
+        self.apply_plan(plan, effects).await
+    }
+
+    async fn apply_plan(&self, plan: Plan<M>, request_effects: Vec<Effect<'_, MemoryTx>>) -> Result<Outcome<M>, Error> {
         let id = plan.id.clone();
         let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
         let mut guard = slot.lock().await;
@@ -117,7 +173,14 @@ impl<M: StateMachine> MemoryStore<M> {
             Decision::Apply { from } => from,
         };
         let version = row.version + 1;
-        let mut tx = MemoryTx { id: id.clone(), from: from.as_str(), to: plan.target.as_str(), version };
+        let mut tx = MemoryTx {
+            transition: Some(MemoryTransition {
+                id: id.clone(),
+                from: from.as_str(),
+                to: plan.target.as_str(),
+                version,
+            }),
+        };
         for effect in request_effects {
             effect.run(&mut tx).await.map_err(|source| Error::Effect {
                 machine: M::MACHINE,
@@ -129,7 +192,13 @@ impl<M: StateMachine> MemoryStore<M> {
         }
         row.state = plan.target.as_str().to_owned();
         row.version = version;
-        row.history.push((version, from.as_str().to_owned(), plan.target.as_str().to_owned(), plan.event_name(), now_micros()));
+        row.history.push((
+            version,
+            from.as_str().to_owned(),
+            plan.target.as_str().to_owned(),
+            plan.event_name(),
+            now_micros(),
+        ));
         Ok(Outcome::Applied { from, to: plan.target, version })
     }
 }
@@ -207,20 +276,48 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, MemoryTx>) -> Result<Outcome<M>, Error> {
-        let TransitionRequest { id, target, expected_version, effects } = request;
-        let plan = match Plan::resolve(&id, target, expected_version)? {
-            Resolution::Ready(plan) => plan,
-            Resolution::NeedsState { event } => {
-                let current = self.get(id.clone()).await?;
-                match Plan::for_event_in_state(&id, event, current.state, current.version, expected_version)? {
-                    AfterRead::Ready(plan) => plan,
-                    AfterRead::AlreadyApplied(Snapshot { state, version }) => {
-                        return Ok(Outcome::AlreadyApplied { state, version });
-                    }
-                }
-            }
+        let TransitionRequest { id, target, expected_version, key, effects } = request;
+        let Some((key, fingerprint)) = key else {
+            return self.apply_unkeyed(id, target, expected_version, effects).await;
         };
-        self.apply_plan(plan, effects).await
+        let mut keys = self.keys.lock().await;
+        if let Some(stored) = keys.get(&key) {
+            return replayed_transition(&key, &fingerprint, &stored.fingerprint, &stored.outcome);
+        }
+        let outcome = self.apply_unkeyed(id, target, expected_version, effects).await?;
+        if let Outcome::Applied { from, to, version } = outcome {
+            let stored = StoredKey {
+                fingerprint: fingerprint.as_str().to_owned(),
+                outcome: encode_applied(from, to, version),
+                at_micros: now_micros(),
+            };
+            keys.insert(key, stored);
+        }
+        Ok(outcome)
+    }
+
+    async fn run_once<T, F>(&self, key: IdempotencyKey, fingerprint: Fingerprint, op: F) -> Result<Once<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: for<'t> FnOnce(&'t mut MemoryTx) -> OpFuture<'t, T> + Send,
+    {
+        let mut keys = self.keys.lock().await;
+        if let Some(stored) = keys.get(&key) {
+            return replayed_result(&key, &fingerprint, &stored.fingerprint, &stored.outcome);
+        }
+        let mut tx = MemoryTx::default();
+        let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
+        let outcome = encode_result(&key, &result)?;
+        keys.insert(key, StoredKey { fingerprint: fingerprint.as_str().to_owned(), outcome, at_micros: now_micros() });
+        Ok(Once::Ran(result))
+    }
+
+    async fn purge_keys(&self, older_than: Duration) -> Result<u64, Error> {
+        let cutoff = now_micros().saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
+        let mut keys = self.keys.lock().await;
+        let before = keys.len();
+        keys.retain(|_, stored| stored.at_micros >= cutoff);
+        Ok(u64::try_from(before - keys.len()).unwrap_or(u64::MAX))
     }
 
     async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<MemoryLocked<M>, Error> {
@@ -268,7 +365,7 @@ impl<M: StateMachine> LockedEntity<M> for MemoryLocked<M> {
         let plan = Plan::to_target(&self.id, to, None);
         let Snapshot { state, version } = self.snapshot;
         match plan.decide(state, version)? {
-            Decision::AlreadyApplied { state, version } => Ok(Outcome::AlreadyApplied { state, version }),
+            Decision::AlreadyApplied { state, version } => already_applied(&self.id, state, version),
             Decision::Apply { from } => {
                 let version = version + 1;
                 self.pending.push((version, from.as_str().to_owned(), to.as_str().to_owned(), None, now_micros()));

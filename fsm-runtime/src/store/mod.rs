@@ -1,5 +1,6 @@
 //! The storage contract every adapter implements, and the adapters.
 
+mod keyed;
 mod locked;
 pub mod memory;
 #[cfg(feature = "mysql")]
@@ -14,12 +15,17 @@ pub mod sql;
 pub mod sqlite;
 
 use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use locked::LockedEntity;
-pub use request::{Effect, EffectFuture, Target, TransitionRequest};
+pub use request::{Effect, EffectFuture, OpFuture, Target, TransitionRequest};
 
 use crate::entity_id::EntityId;
 use crate::error::Error;
+use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::machine::StateMachine;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 
@@ -43,10 +49,7 @@ pub trait Store<M: StateMachine>: Send + Sync {
     type Lock: LockedEntity<M>;
 
     /// Inserts the entity in the initial state at version 0, or reports that it exists.
-    fn create(
-        &self,
-        id: impl Into<EntityId> + Send,
-    ) -> impl Future<Output = Result<CreateOutcome<M>, Error>> + Send {
+    fn create(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<CreateOutcome<M>, Error>> + Send {
         self.create_in(id, M::initial())
     }
 
@@ -110,4 +113,24 @@ pub trait Store<M: StateMachine>: Send + Sync {
     /// `SELECT … FOR UPDATE` on PostgreSQL and MySQL, `BEGIN IMMEDIATE` on SQLite. Other
     /// writers of the entity wait until the lock is committed or dropped.
     fn lock(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<Self::Lock, Error>> + Send;
+
+    /// Runs `op` at most once for `key`: the key, the fingerprint and `op`'s result are stored in
+    /// the same transaction as `op`'s own statements (for work that is not a transition, such
+    /// as a top-up). The same key and fingerprint again: [`Once::Replayed`] with the stored
+    /// result, nothing run; another fingerprint: [`Error::IdempotencyKeyReused`]. A concurrent
+    /// request with the same key waits for the first and gets its result; a failed `op` stores
+    /// nothing, so the key can be retried.
+    fn run_once<T, F>(
+        &self,
+        key: IdempotencyKey,
+        fingerprint: Fingerprint,
+        op: F,
+    ) -> impl Future<Output = Result<Once<T>, Error>> + Send
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: for<'t> FnOnce(&'t mut Self::Tx) -> OpFuture<'t, T> + Send;
+
+    /// Forgets the idempotency keys stored more than `older_than` ago; a purged key is new
+    /// again. Returns how many were purged.
+    fn purge_keys(&self, older_than: Duration) -> impl Future<Output = Result<u64, Error>> + Send;
 }

@@ -7,9 +7,9 @@
 //! changes `version`, so "rows affected" is the number of rows matched: a no-op is never taken
 //! for an applied update or the other way round.
 
+use crate::store::sql::SqlStore;
 use crate::store::sql::backend::impl_backend;
 use crate::store::sql::dialect::Dialect;
-use crate::store::sql::SqlStore;
 
 /// A [`Store`](crate::Store) on MySQL or MariaDB.
 pub type MySqlStore<M> = SqlStore<M, sqlx::MySql>;

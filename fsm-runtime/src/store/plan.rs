@@ -87,7 +87,14 @@ pub(crate) enum AfterRead<M: StateMachine> {
 impl<M: StateMachine> Plan<M> {
     /// The plan of a move to `to` from any of its legal sources.
     pub(crate) fn to_target(id: &EntityId, to: M, expected_version: Option<i64>) -> Self {
-        Plan { id: id.clone(), target: to, sources: Sources::Table(M::sources(to)), observed: None, event: None, expected_version }
+        Plan {
+            id: id.clone(),
+            target: to,
+            sources: Sources::Table(M::sources(to)),
+            observed: None,
+            event: None,
+            expected_version,
+        }
     }
 
     /// Resolves a request; a request the table itself forbids fails here, before any I/O.
@@ -162,12 +169,7 @@ impl<M: StateMachine> Plan<M> {
         if let Some(expected) = self.expected_version
             && expected != version
         {
-            return Err(Error::VersionConflict {
-                machine: M::MACHINE,
-                id: self.id.clone(),
-                expected,
-                actual: version,
-            });
+            return Err(Error::VersionConflict { machine: M::MACHINE, id: self.id.clone(), expected, actual: version });
         }
         if let Some(observed) = self.observed
             && observed != state

@@ -5,9 +5,9 @@
 //! returned. The no-op path is that statement (no row) and one `SELECT state, version` to say
 //! why. With effects, the statement runs inside `BEGIN` … `COMMIT` with the effects.
 
+use crate::store::sql::SqlStore;
 use crate::store::sql::backend::impl_backend;
 use crate::store::sql::dialect::Dialect;
-use crate::store::sql::SqlStore;
 
 /// A [`Store`](crate::Store) on PostgreSQL (and the databases that speak its protocol and SQL).
 pub type PostgresStore<M> = SqlStore<M, sqlx::Postgres>;
@@ -23,6 +23,10 @@ impl_backend!(sqlx::Postgres, Dialect::Postgres, |conn, sql, args| {
         .bind(args.history.at_micros)
         .bind(args.expected_version)
         .bind(args.history.table);
+    let query = match args.key {
+        Some((key, fingerprint)) => query.bind(key.source()).bind(key.seq()).bind(fingerprint.as_str()),
+        None => query,
+    };
     let row = query.fetch_optional(&mut *conn).await?;
     row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
 });

@@ -5,10 +5,14 @@ use std::pin::Pin;
 
 use crate::entity_id::EntityId;
 use crate::error::BoxError;
+use crate::idempotency::{Fingerprint, IdempotencyKey};
 use crate::machine::StateMachine;
 
 /// The future an effect returns; it borrows the transaction for its lifetime.
 pub type EffectFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 't>>;
+
+/// The future a keyed operation returns ([`Store::run_once`](crate::Store::run_once)).
+pub type OpFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 't>>;
 
 /// Work attached to a transition: it runs inside the transition's transaction, only when the
 /// transition is applied, and an error from it rolls the transition back.
@@ -63,13 +67,14 @@ pub struct TransitionRequest<'a, M: StateMachine, Tx> {
     pub(crate) id: EntityId,
     pub(crate) target: Target<M>,
     pub(crate) expected_version: Option<i64>,
+    pub(crate) key: Option<(IdempotencyKey, Fingerprint)>,
     pub(crate) effects: Vec<Effect<'a, Tx>>,
 }
 
 impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
     /// A request for `target` on entity `id`.
     pub fn new(id: impl Into<EntityId>, target: Target<M>) -> Self {
-        Self { id: id.into(), target, expected_version: None, effects: Vec::new() }
+        Self { id: id.into(), target, expected_version: None, key: None, effects: Vec::new() }
     }
 
     /// Move to `to` from any legal source.
@@ -95,6 +100,16 @@ impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
         self
     }
 
+    /// Store the outcome under an idempotency key, in the same transaction: a later request
+    /// with the same key and fingerprint gets [`Outcome::Replayed`](crate::Outcome::Replayed)
+    /// and runs nothing; with another fingerprint,
+    /// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). Only an applied
+    /// transition stores its key: a failed one can be retried with the same key.
+    pub fn idempotency_key(mut self, key: IdempotencyKey, fingerprint: Fingerprint) -> Self {
+        self.key = Some((key, fingerprint));
+        self
+    }
+
     /// Attach an effect: it runs in the transition's transaction, only if the transition applies.
     ///
     /// Effects run in the order they were attached; the first failure rolls everything back.
@@ -111,6 +126,11 @@ impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
     /// The requested transition.
     pub fn target(&self) -> Target<M> {
         self.target
+    }
+
+    /// The idempotency key and fingerprint, if any.
+    pub fn key(&self) -> Option<&(IdempotencyKey, Fingerprint)> {
+        self.key.as_ref()
     }
 
     /// The version demanded, if any.

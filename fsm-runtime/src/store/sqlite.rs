@@ -6,9 +6,9 @@
 //! SQLite allows one writer at a time, so the read-then-compare-and-set costs no extra
 //! contention, and the compare-and-set on the observed state and version keeps it exact.
 
+use crate::store::sql::SqlStore;
 use crate::store::sql::backend::impl_backend;
 use crate::store::sql::dialect::Dialect;
-use crate::store::sql::SqlStore;
 
 /// A [`Store`](crate::Store) on SQLite.
 pub type SqliteStore<M> = SqlStore<M, sqlx::Sqlite>;

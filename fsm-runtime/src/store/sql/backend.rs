@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::entity_id::EntityId;
+use crate::idempotency::{Fingerprint, IdempotencyKey};
 use crate::store::sql::dialect::Dialect;
 
 /// One history row to insert.
@@ -34,7 +35,13 @@ pub struct OneStatement<'a> {
     pub(crate) target: &'static str,
     pub(crate) expected_version: Option<i64>,
     pub(crate) history: HistoryRow<'a>,
+    /// The idempotency key and fingerprint to store with the outcome.
+    pub(crate) key: Option<(&'a IdempotencyKey, &'a Fingerprint)>,
 }
+
+/// The entity's row and the key's stored fingerprint and outcome, as read together.
+#[doc(hidden)]
+pub type RowAndKey = (Option<(String, i64)>, Option<(String, String)>);
 
 /// A database the SQL store runs on. Sealed: implemented for `sqlx::Sqlite`, `sqlx::Postgres`
 /// and `sqlx::MySql` as their cargo features enable them.
@@ -104,6 +111,51 @@ pub trait Backend: sqlx::Database + private::Sealed {
         table: &str,
         entity: &str,
     ) -> impl Future<Output = Result<Vec<StoredHistory>, sqlx::Error>> + Send;
+
+    /// `read_with_key`: the entity's row and the key's fingerprint and outcome.
+    #[doc(hidden)]
+    fn read_with_key(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        id: &EntityId,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<RowAndKey, sqlx::Error>> + Send;
+
+    /// `insert_key`: rows inserted (0 for a duplicate where the dialect ignores it).
+    #[doc(hidden)]
+    fn insert_key(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        outcome: &str,
+        at_micros: i64,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// `read_key`: the key's fingerprint and outcome.
+    #[doc(hidden)]
+    fn read_key(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<(String, String)>, sqlx::Error>> + Send;
+
+    /// `update_key`: rows updated.
+    #[doc(hidden)]
+    fn update_key(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        key: &IdempotencyKey,
+        outcome: &str,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// `purge_keys`: rows deleted.
+    #[doc(hidden)]
+    fn purge_keys(
+        conn: &mut Self::Connection,
+        sql: &Arc<str>,
+        cutoff_micros: i64,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
     /// A statement without parameters (migrations, schema checks).
     #[doc(hidden)]
@@ -216,11 +268,86 @@ macro_rules! impl_backend {
                     .fetch_all(&mut *conn)
                     .await?
                     .iter()
-                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)))
+                    .map(|row| {
+                        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?))
+                    })
                     .collect()
             }
 
-            async fn execute_plain(conn: &mut <$db as sqlx::Database>::Connection, sql: &str) -> Result<(), sqlx::Error> {
+            async fn read_with_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                id: &$crate::EntityId,
+                key: &$crate::IdempotencyKey,
+            ) -> Result<$crate::store::sql::backend::RowAndKey, sqlx::Error> {
+                use sqlx::Row as _;
+                let query = bind_id(sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())), id);
+                let row = query.bind(key.source()).bind(key.seq()).fetch_one(&mut *conn).await?;
+                let state: Option<String> = row.try_get(0)?;
+                let version: Option<i64> = row.try_get(1)?;
+                let fingerprint: Option<String> = row.try_get(2)?;
+                let outcome: Option<String> = row.try_get(3)?;
+                Ok((state.zip(version), fingerprint.zip(outcome)))
+            }
+
+            async fn insert_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                key: &$crate::IdempotencyKey,
+                fingerprint: &$crate::Fingerprint,
+                outcome: &str,
+                at_micros: i64,
+            ) -> Result<u64, sqlx::Error> {
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(key.source())
+                    .bind(key.seq())
+                    .bind(fingerprint.as_str())
+                    .bind(outcome)
+                    .bind(at_micros);
+                match query.execute(&mut *conn).await {
+                    Ok(done) => Ok(done.rows_affected()),
+                    Err(error) if $crate::store::sql::db_error::is_unique_violation(&error) => Ok(0),
+                    Err(error) => Err(error),
+                }
+            }
+
+            async fn read_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                key: &$crate::IdempotencyKey,
+            ) -> Result<Option<(String, String)>, sqlx::Error> {
+                use sqlx::Row as _;
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(key.source()).bind(key.seq());
+                let row = query.fetch_optional(&mut *conn).await?;
+                row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+            }
+
+            async fn update_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                key: &$crate::IdempotencyKey,
+                outcome: &str,
+            ) -> Result<u64, sqlx::Error> {
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(outcome)
+                    .bind(key.source())
+                    .bind(key.seq());
+                Ok(query.execute(&mut *conn).await?.rows_affected())
+            }
+
+            async fn purge_keys(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &::std::sync::Arc<str>,
+                cutoff_micros: i64,
+            ) -> Result<u64, sqlx::Error> {
+                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(cutoff_micros);
+                Ok(query.execute(&mut *conn).await?.rows_affected())
+            }
+
+            async fn execute_plain(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &str,
+            ) -> Result<(), sqlx::Error> {
                 sqlx::query::<$db>(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
                 Ok(())
             }

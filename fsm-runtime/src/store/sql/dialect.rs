@@ -37,12 +37,22 @@ impl Dialect {
         }
     }
 
-    /// The statements of the runtime's own tables, run by `migrate`.
+    /// The scripts of the runtime's own tables, run by `migrate`, one statement after another
+    /// (statements are separated by `;` at the end of a line).
     pub(crate) fn migrations(self) -> &'static [&'static str] {
         match self {
-            Self::Sqlite => &[include_str!("../../../migrations/sqlite/0001_history.sql")],
-            Self::Postgres => &[include_str!("../../../migrations/postgres/0001_history.sql")],
-            Self::MySql => &[include_str!("../../../migrations/mysql/0001_history.sql")],
+            Self::Sqlite => &[
+                include_str!("../../../migrations/sqlite/0001_history.sql"),
+                include_str!("../../../migrations/sqlite/0002_idempotency_keys.sql"),
+            ],
+            Self::Postgres => &[
+                include_str!("../../../migrations/postgres/0001_history.sql"),
+                include_str!("../../../migrations/postgres/0002_idempotency_keys.sql"),
+            ],
+            Self::MySql => &[
+                include_str!("../../../migrations/mysql/0001_history.sql"),
+                include_str!("../../../migrations/mysql/0002_idempotency_keys.sql"),
+            ],
         }
     }
 }
@@ -71,6 +81,21 @@ pub(crate) struct Statements {
     /// history row) as one statement. Parameters: id, sources (text[]), target, machine, entity
     /// id as text, event, at_micros, expected version (nullable), entity table.
     pub(crate) transition_one_statement: Option<Arc<str>>,
+    /// PostgreSQL only: the same, also storing the idempotency key with the outcome. Extra
+    /// parameters: key source, key seq, fingerprint.
+    pub(crate) transition_one_statement_keyed: Option<Arc<str>>,
+    /// The entity's state and version and the key's fingerprint and outcome, in one read:
+    /// parameters id, key source, key seq.
+    pub(crate) read_with_key: Arc<str>,
+    /// `INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros)`,
+    /// ignoring a duplicate where the dialect can say so.
+    pub(crate) insert_key: Arc<str>,
+    /// `SELECT fingerprint, outcome FROM fsm_idempotency_keys WHERE source = ? AND seq = ?`
+    pub(crate) read_key: Arc<str>,
+    /// `UPDATE fsm_idempotency_keys SET outcome = ? WHERE source = ? AND seq = ?`
+    pub(crate) update_key: Arc<str>,
+    /// `DELETE FROM fsm_idempotency_keys WHERE created_at_micros < ?`
+    pub(crate) purge_keys: Arc<str>,
 }
 
 impl Statements {
@@ -140,6 +165,43 @@ impl Statements {
             )
             .into()
         });
+        let transition_one_statement_keyed = transition_one_statement.as_ref().map(|cte: &Arc<str>| {
+            let (head, tail) = cte.split_at(cte.find(" INSERT INTO fsm_history").unwrap_or(cte.len()));
+            format!(
+                "{head}, stored AS (\
+                     INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
+                     SELECT $10, $11, $12, json_build_object('from', moved.from_state, 'to', $3::text, \
+                     'version', moved.version)::text, $7 FROM moved\
+                 ){tail}"
+            )
+            .into()
+        });
+        let read_with_key = format!(
+            "SELECT t.{state}, t.{version}, k.fingerprint, k.outcome FROM (SELECT 1 AS one) o \
+             LEFT JOIN {table} t ON t.{id} = {} \
+             LEFT JOIN fsm_idempotency_keys k ON k.source = {} AND k.seq = {}",
+            p(1),
+            p(2),
+            p(3)
+        );
+        let insert_key = format!(
+            "INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
+             VALUES ({}, {}, {}, {}, {}){}",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            match dialect {
+                Dialect::Sqlite | Dialect::Postgres => " ON CONFLICT DO NOTHING",
+                Dialect::MySql => "",
+            }
+        );
+        let read_key =
+            format!("SELECT fingerprint, outcome FROM fsm_idempotency_keys WHERE source = {} AND seq = {}", p(1), p(2));
+        let update_key =
+            format!("UPDATE fsm_idempotency_keys SET outcome = {} WHERE source = {} AND seq = {}", p(1), p(2), p(3));
+        let purge_keys = format!("DELETE FROM fsm_idempotency_keys WHERE created_at_micros < {}", p(1));
         Self {
             read: read.into(),
             read_for_update: read_for_update.into(),
@@ -150,6 +212,12 @@ impl Statements {
             delete_history: delete_history.into(),
             list_history: list_history.into(),
             transition_one_statement,
+            transition_one_statement_keyed,
+            read_with_key: read_with_key.into(),
+            insert_key: insert_key.into(),
+            read_key: read_key.into(),
+            update_key: update_key.into(),
+            purge_keys: purge_keys.into(),
         }
     }
 }

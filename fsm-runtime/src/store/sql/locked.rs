@@ -4,6 +4,7 @@ use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::machine::StateMachine;
 use crate::outcome::{Outcome, Snapshot};
+use crate::store::keyed::already_applied;
 use crate::store::locked::LockedEntity;
 use crate::store::plan::{Decision, Plan, now_micros};
 use crate::store::sql::SqlStore;
@@ -24,7 +25,12 @@ impl<M: StateMachine, B: Backend> std::fmt::Debug for SqlLocked<M, B> {
 }
 
 impl<M: StateMachine, B: Backend> SqlLocked<M, B> {
-    pub(crate) fn new(store: SqlStore<M, B>, tx: sqlx::Transaction<'static, B>, id: EntityId, snapshot: Snapshot<M>) -> Self {
+    pub(crate) fn new(
+        store: SqlStore<M, B>,
+        tx: sqlx::Transaction<'static, B>,
+        id: EntityId,
+        snapshot: Snapshot<M>,
+    ) -> Self {
         Self { store, tx, id, snapshot }
     }
 }
@@ -48,13 +54,14 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
         let plan = Plan::to_target(&self.id, to, None);
         let Snapshot { state, version } = self.snapshot;
         let from = match plan.decide(state, version)? {
-            Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+            Decision::AlreadyApplied { state, version } => return already_applied(&self.id, state, version),
             Decision::Apply { from } => from,
         };
         let statements = &self.store.statements;
         let table = &self.store.mapping.table;
         let db = |e| super::db_error::database_error(M::MACHINE, table, e);
-        let matched = B::cas(&mut self.tx, &statements.cas, &self.id, from.as_str(), to.as_str(), version).await.map_err(db)?;
+        let matched =
+            B::cas(&mut self.tx, &statements.cas, &self.id, from.as_str(), to.as_str(), version).await.map_err(db)?;
         if matched != 1 {
             // The row is locked by this transaction: it cannot have moved. A count other than 1
             // means the table does not behave as a table with this primary key.

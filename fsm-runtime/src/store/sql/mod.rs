@@ -6,17 +6,23 @@ pub(crate) mod dialect;
 mod locked;
 
 use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use backend::Backend;
 pub use locked::SqlLocked;
 
 use crate::entity_id::EntityId;
 use crate::error::{BoxError, Error};
+use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::machine::StateMachine;
 use crate::mapping::TableMapping;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+use crate::store::keyed::{already_applied, encode_applied, encode_result, replayed_result, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
-use crate::store::request::Effect;
+use crate::store::request::{Effect, OpFuture};
 use crate::store::sql::backend::{HistoryRow, OneStatement};
 use crate::store::sql::db_error::{database_error, is_unique_violation};
 use crate::store::sql::dialect::{Dialect, Statements};
@@ -26,6 +32,14 @@ use crate::store::{Store, TransitionRequest};
 /// it and the write; each retry means another request changed the row, so this is only reached
 /// under a pathological stream of concurrent moves.
 const MAX_ATTEMPTS: usize = 1_000;
+
+/// A row read to classify a missed compare-and-set, or the answer to a replayed key.
+enum Classified<M: StateMachine> {
+    /// The request's idempotency key is stored: its outcome (or a reused-key error).
+    Replayed(Result<Outcome<M>, Error>),
+    /// The entity's row.
+    Row(Snapshot<M>),
+}
 
 /// A [`Store`] on an SQL database through a sqlx pool: [`SqliteStore`](crate::SqliteStore),
 /// [`PostgresStore`](crate::PostgresStore) or [`MySqlStore`](crate::MySqlStore).
@@ -104,7 +118,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// [`SqlStore::new`].
     pub async fn migrate(&self) -> Result<(), Error> {
         let mut conn = self.conn().await?;
-        for statement in B::DIALECT.migrations() {
+        let statements = B::DIALECT.migrations().iter().flat_map(|script| script.split(";\n")).map(str::trim);
+        for statement in statements.filter(|statement| !statement.is_empty()) {
             // Two processes creating the table at once: PostgreSQL may report a duplicate type
             // for the loser of `CREATE TABLE IF NOT EXISTS`; the table then exists.
             if let Err(error) = B::execute_plain(&mut conn, statement).await
@@ -159,11 +174,20 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Ok(())
     }
 
-    /// PostgreSQL: the compare-and-set and the history row in one statement; a miss is
-    /// classified by one read.
-    async fn apply_one_statement(&self, plan: Plan<M>, effects: Vec<Effect<'_, B::Connection>>) -> Result<Outcome<M>, Error> {
-        let Some(sql) = self.statements.transition_one_statement.as_ref() else {
-            return self.apply_read_then_cas(plan, effects).await;
+    /// PostgreSQL: the compare-and-set, the history row (and the idempotency key) in one
+    /// statement; a miss is classified by one read.
+    async fn apply_one_statement(
+        &self,
+        plan: Plan<M>,
+        effects: Vec<Effect<'_, B::Connection>>,
+        key: Option<(&IdempotencyKey, &Fingerprint)>,
+    ) -> Result<Outcome<M>, Error> {
+        let statement = match key {
+            Some(_) => self.statements.transition_one_statement_keyed.as_ref(),
+            None => self.statements.transition_one_statement.as_ref(),
+        };
+        let Some(sql) = statement else {
+            return self.apply_read_then_cas(plan, effects, key).await;
         };
         let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
         let entity = plan.id.to_string();
@@ -184,34 +208,45 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                     event: plan.event_name(),
                     at_micros: now_micros(),
                 },
+                key,
             };
             let pending = effects.take().unwrap_or_default();
+            // A unique violation on the key rolled the statement back: the key is stored, and
+            // the read below finds it.
             let applied = if pending.is_empty() {
                 let mut conn = self.conn().await?;
-                B::transition_one_statement(&mut conn, sql, args).await.map_err(|e| self.db(e))?
+                match B::transition_one_statement(&mut conn, sql, args).await {
+                    Ok(applied) => applied,
+                    Err(error) if key.is_some() && is_unique_violation(&error) => None,
+                    Err(error) => return Err(self.db(error)),
+                }
             } else {
                 let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-                match B::transition_one_statement(&mut tx, sql, args).await.map_err(|e| self.db(e))? {
-                    Some((from, version)) => {
+                match B::transition_one_statement(&mut tx, sql, args).await {
+                    Ok(Some((from, version))) => {
                         let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
                         self.run_effects(&mut tx, pending, &plan, from).await?;
                         tx.commit().await.map_err(|e| self.db(e))?;
                         return Ok(Outcome::Applied { from, to: plan.target, version });
                     }
-                    None => {
-                        tx.rollback().await.map_err(|e| self.db(e))?;
-                        effects = Some(pending);
-                        None
-                    }
+                    Ok(None) => {}
+                    Err(error) if key.is_some() && is_unique_violation(&error) => {}
+                    Err(error) => return Err(self.db(error)),
                 }
+                tx.rollback().await.map_err(|e| self.db(e))?;
+                effects = Some(pending);
+                None
             };
             if let Some((from, version)) = applied {
                 let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
                 return Ok(Outcome::Applied { from, to: plan.target, version });
             }
-            let now = self.read(&plan.id).await?;
+            let now = match self.read_classifying(&plan.id, key).await? {
+                Classified::Replayed(outcome) => return outcome,
+                Classified::Row(now) => now,
+            };
             match plan.decide(now.state, now.version)? {
-                Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+                Decision::AlreadyApplied { state, version } => return already_applied(&plan.id, state, version),
                 // The row moved back into a legal source between the two statements: again.
                 Decision::Apply { .. } => {}
             }
@@ -219,27 +254,66 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Err(self.too_many_attempts(&plan))
     }
 
+    /// The entity's row, or, when the request's key is stored, the answer to the replay.
+    async fn read_classifying(
+        &self,
+        id: &EntityId,
+        key: Option<(&IdempotencyKey, &Fingerprint)>,
+    ) -> Result<Classified<M>, Error> {
+        let Some((key, fingerprint)) = key else {
+            return Ok(Classified::Row(self.read(id).await?));
+        };
+        let mut conn = self.conn().await?;
+        let (row, stored) =
+            B::read_with_key(&mut conn, &self.statements.read_with_key, id, key).await.map_err(|e| self.db(e))?;
+        if let Some((stored_fingerprint, outcome)) = stored {
+            return Ok(Classified::Replayed(replayed_transition(key, fingerprint, &stored_fingerprint, &outcome)));
+        }
+        Ok(Classified::Row(self.snapshot_of(id, row)?))
+    }
+
     /// SQLite and MySQL: read, decide, then a compare-and-set on the observed state and version
-    /// with the history row and the effects in one transaction.
-    async fn apply_read_then_cas(&self, plan: Plan<M>, effects: Vec<Effect<'_, B::Connection>>) -> Result<Outcome<M>, Error> {
+    /// with the key, the history row and the effects in one transaction.
+    async fn apply_read_then_cas(
+        &self,
+        plan: Plan<M>,
+        effects: Vec<Effect<'_, B::Connection>>,
+        key: Option<(&IdempotencyKey, &Fingerprint)>,
+    ) -> Result<Outcome<M>, Error> {
         let entity = plan.id.to_string();
         let mut effects = Some(effects);
         for _ in 0..MAX_ATTEMPTS {
-            let now = self.read(&plan.id).await?;
+            let now = match self.read_classifying(&plan.id, key).await? {
+                Classified::Replayed(outcome) => return outcome,
+                Classified::Row(now) => now,
+            };
             let from = match plan.decide(now.state, now.version)? {
-                Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+                Decision::AlreadyApplied { state, version } => return already_applied(&plan.id, state, version),
                 Decision::Apply { from } => from,
             };
+            let version = now.version + 1;
             let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-            let matched = B::cas(&mut tx, &self.statements.cas, &plan.id, from.as_str(), plan.target.as_str(), now.version)
-                .await
-                .map_err(|e| self.db(e))?;
+            if let Some((key, fingerprint)) = key {
+                let outcome = encode_applied(from, plan.target, version);
+                let inserted =
+                    B::insert_key(&mut tx, &self.statements.insert_key, key, fingerprint, &outcome, now_micros())
+                        .await
+                        .map_err(|e| self.db(e))?;
+                if inserted == 0 {
+                    // Stored by a concurrent request with the same key: read it again.
+                    tx.rollback().await.map_err(|e| self.db(e))?;
+                    continue;
+                }
+            }
+            let matched =
+                B::cas(&mut tx, &self.statements.cas, &plan.id, from.as_str(), plan.target.as_str(), now.version)
+                    .await
+                    .map_err(|e| self.db(e))?;
             if matched == 0 {
                 // Moved since the read: decide again on what it is now.
                 tx.rollback().await.map_err(|e| self.db(e))?;
                 continue;
             }
-            let version = now.version + 1;
             let row = HistoryRow {
                 table: &self.mapping.table,
                 machine: M::MACHINE,
@@ -263,11 +337,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             machine: M::MACHINE,
             table: self.mapping.table.to_string(),
             retryable: true,
-            source: format!(
-                "entity `{}` kept moving between read and compare-and-set {MAX_ATTEMPTS} times",
-                plan.id
-            )
-            .into(),
+            source: format!("entity `{}` kept moving between read and compare-and-set {MAX_ATTEMPTS} times", plan.id)
+                .into(),
         }
     }
 }
@@ -325,23 +396,75 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, B::Connection>) -> Result<Outcome<M>, Error> {
-        let TransitionRequest { id, target, expected_version, effects } = request;
+        let TransitionRequest { id, target, expected_version, key, effects } = request;
+        let key = key.as_ref().map(|(key, fingerprint)| (key, fingerprint));
         let plan = match Plan::resolve(&id, target, expected_version)? {
             Resolution::Ready(plan) => plan,
             Resolution::NeedsState { event } => {
-                let now = self.read(&id).await?;
+                let now = match self.read_classifying(&id, key).await? {
+                    Classified::Replayed(outcome) => return outcome,
+                    Classified::Row(now) => now,
+                };
                 match Plan::for_event_in_state(&id, event, now.state, now.version, expected_version)? {
                     AfterRead::Ready(plan) => plan,
                     AfterRead::AlreadyApplied(Snapshot { state, version }) => {
-                        return Ok(Outcome::AlreadyApplied { state, version });
+                        return already_applied(&id, state, version);
                     }
                 }
             }
         };
         match B::DIALECT {
-            Dialect::Postgres => self.apply_one_statement(plan, effects).await,
-            Dialect::Sqlite | Dialect::MySql => self.apply_read_then_cas(plan, effects).await,
+            Dialect::Postgres => self.apply_one_statement(plan, effects, key).await,
+            Dialect::Sqlite | Dialect::MySql => self.apply_read_then_cas(plan, effects, key).await,
         }
+    }
+
+    async fn run_once<T, F>(&self, key: IdempotencyKey, fingerprint: Fingerprint, op: F) -> Result<Once<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: for<'t> FnOnce(&'t mut B::Connection) -> OpFuture<'t, T> + Send,
+    {
+        let keys = |e| database_error(M::MACHINE, "fsm_idempotency_keys", e);
+        let mut op = Some(op);
+        for _ in 0..MAX_ATTEMPTS {
+            let mut tx = self.pool.begin().await.map_err(keys)?;
+            // Claims the key; a concurrent claim of the same key waits here for the first to
+            // commit (and then finds it stored) or to roll back (and then claims it).
+            let inserted = B::insert_key(&mut tx, &self.statements.insert_key, &key, &fingerprint, "", now_micros())
+                .await
+                .map_err(keys)?;
+            if inserted == 0 {
+                tx.rollback().await.map_err(keys)?;
+                let mut conn = self.conn().await?;
+                match B::read_key(&mut conn, &self.statements.read_key, &key).await.map_err(keys)? {
+                    Some((stored_fingerprint, outcome)) => {
+                        return replayed_result(&key, &fingerprint, &stored_fingerprint, &outcome);
+                    }
+                    // The first claim was rolled back meanwhile: claim it again.
+                    None => continue,
+                }
+            }
+            let Some(op) = op.take() else { break };
+            let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
+            let outcome = encode_result(&key, &result)?;
+            B::update_key(&mut tx, &self.statements.update_key, &key, &outcome).await.map_err(keys)?;
+            tx.commit().await.map_err(keys)?;
+            return Ok(Once::Ran(result));
+        }
+        Err(Error::Database {
+            machine: M::MACHINE,
+            table: "fsm_idempotency_keys".to_owned(),
+            retryable: true,
+            source: format!("idempotency key `{key}` kept being claimed and released").into(),
+        })
+    }
+
+    async fn purge_keys(&self, older_than: Duration) -> Result<u64, Error> {
+        let cutoff = now_micros().saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
+        let mut conn = self.conn().await?;
+        B::purge_keys(&mut conn, &self.statements.purge_keys, cutoff)
+            .await
+            .map_err(|e| database_error(M::MACHINE, "fsm_idempotency_keys", e))
     }
 
     async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<SqlLocked<M, B>, Error> {

@@ -1,0 +1,74 @@
+//! What every store does the same way for idempotency keys and strict targets: the stored form
+//! of an outcome, and the answer to a key found stored.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
+use crate::machine::StateMachine;
+use crate::outcome::Outcome;
+
+/// The stored outcome of an applied, keyed transition.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredTransition {
+    from: String,
+    to: String,
+    version: i64,
+}
+
+/// The text stored under a key for an applied transition.
+pub(crate) fn encode_applied<M: StateMachine>(from: M, to: M, version: i64) -> String {
+    let stored = StoredTransition { from: from.as_str().to_owned(), to: to.as_str().to_owned(), version };
+    serde_json::to_string(&stored).unwrap_or_default()
+}
+
+fn corrupt(key: &IdempotencyKey, stored: &str, reason: impl std::fmt::Display) -> Error {
+    Error::CorruptKey { key: key.to_string(), stored: stored.to_owned(), reason: reason.to_string() }
+}
+
+/// The answer to a keyed transition whose key is stored: the first application's outcome, or
+/// [`Error::IdempotencyKeyReused`] when the fingerprints differ.
+pub(crate) fn replayed_transition<M: StateMachine>(
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    stored_fingerprint: &str,
+    stored: &str,
+) -> Result<Outcome<M>, Error> {
+    if stored_fingerprint != fingerprint.as_str() {
+        return Err(Error::IdempotencyKeyReused { key: key.to_string() });
+    }
+    let outcome: StoredTransition = serde_json::from_str(stored).map_err(|e| corrupt(key, stored, e))?;
+    let state = |name: &str| M::from_stored(name).map_err(|e| corrupt(key, stored, e));
+    Ok(Outcome::Replayed { from: state(&outcome.from)?, to: state(&outcome.to)?, version: outcome.version })
+}
+
+/// The text stored under a key for an operation's result.
+pub(crate) fn encode_result<T: Serialize>(key: &IdempotencyKey, result: &T) -> Result<String, Error> {
+    serde_json::to_string(result).map_err(|e| corrupt(key, "(not stored)", e))
+}
+
+/// The answer to a keyed operation whose key is stored.
+pub(crate) fn replayed_result<T: DeserializeOwned>(
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    stored_fingerprint: &str,
+    stored: &str,
+) -> Result<Once<T>, Error> {
+    if stored_fingerprint != fingerprint.as_str() {
+        return Err(Error::IdempotencyKeyReused { key: key.to_string() });
+    }
+    serde_json::from_str(stored).map(Once::Replayed).map_err(|e| corrupt(key, stored, e))
+}
+
+/// An `AlreadyApplied` for a strict target is an error: another request got there first.
+pub(crate) fn already_applied<M: StateMachine>(
+    id: &crate::EntityId,
+    state: M,
+    version: i64,
+) -> Result<Outcome<M>, Error> {
+    if M::is_strict(state) {
+        return Err(Error::ReachedByAnotherRequest { machine: M::MACHINE, id: id.clone(), state: state.as_str() });
+    }
+    Ok(Outcome::AlreadyApplied { state, version })
+}

@@ -312,11 +312,11 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         Ok(Once::Ran(result))
     }
 
-    async fn purge_keys(&self, older_than: Duration) -> Result<u64, Error> {
+    async fn purge_keys_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
         let cutoff = now_micros().saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
         let mut keys = self.keys.lock().await;
         let before = keys.len();
-        keys.retain(|_, stored| stored.at_micros >= cutoff);
+        keys.retain(|key, stored| stored.at_micros >= cutoff || source.is_some_and(|source| source != key.source()));
         Ok(u64::try_from(before - keys.len()).unwrap_or(u64::MAX))
     }
 

@@ -132,5 +132,15 @@ pub trait Store<M: StateMachine>: Send + Sync {
 
     /// Forgets the idempotency keys stored more than `older_than` ago; a purged key is new
     /// again. Returns how many were purged.
-    fn purge_keys(&self, older_than: Duration) -> impl Future<Output = Result<u64, Error>> + Send;
+    fn purge_keys(&self, older_than: Duration) -> impl Future<Output = Result<u64, Error>> + Send {
+        self.purge_keys_of(None, older_than)
+    }
+
+    /// Like [`Store::purge_keys`], for the keys of one `source` only (when it is `Some`), for
+    /// sources with retentions of their own.
+    fn purge_keys_of(
+        &self,
+        source: Option<&str>,
+        older_than: Duration,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
 }

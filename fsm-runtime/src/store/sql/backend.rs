@@ -155,6 +155,7 @@ pub trait Backend: sqlx::Database + private::Sealed {
         conn: &mut Self::Connection,
         sql: &Arc<str>,
         cutoff_micros: i64,
+        source: Option<&str>,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
     /// A statement without parameters (migrations, schema checks).
@@ -339,8 +340,10 @@ macro_rules! impl_backend {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sql: &::std::sync::Arc<str>,
                 cutoff_micros: i64,
+                source: Option<&str>,
             ) -> Result<u64, sqlx::Error> {
-                let query = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(cutoff_micros);
+                let query =
+                    sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(cutoff_micros).bind(source).bind(source);
                 Ok(query.execute(&mut *conn).await?.rows_affected())
             }
 

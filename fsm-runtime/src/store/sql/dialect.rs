@@ -94,7 +94,7 @@ pub(crate) struct Statements {
     pub(crate) read_key: Arc<str>,
     /// `UPDATE fsm_idempotency_keys SET outcome = ? WHERE source = ? AND seq = ?`
     pub(crate) update_key: Arc<str>,
-    /// `DELETE FROM fsm_idempotency_keys WHERE created_at_micros < ?`
+    /// `DELETE FROM fsm_idempotency_keys WHERE created_at_micros < ?1 AND (?2 IS NULL OR source = ?3)`
     pub(crate) purge_keys: Arc<str>,
 }
 
@@ -201,7 +201,15 @@ impl Statements {
             format!("SELECT fingerprint, outcome FROM fsm_idempotency_keys WHERE source = {} AND seq = {}", p(1), p(2));
         let update_key =
             format!("UPDATE fsm_idempotency_keys SET outcome = {} WHERE source = {} AND seq = {}", p(1), p(2), p(3));
-        let purge_keys = format!("DELETE FROM fsm_idempotency_keys WHERE created_at_micros < {}", p(1));
+        let purge_keys = format!(
+            "DELETE FROM fsm_idempotency_keys WHERE created_at_micros < {} AND ({} IS NULL OR source = {})",
+            p(1),
+            match dialect {
+                Dialect::Postgres => "$2::text".to_owned(),
+                Dialect::Sqlite | Dialect::MySql => p(2),
+            },
+            p(3)
+        );
         Self {
             read: read.into(),
             read_for_update: read_for_update.into(),

@@ -459,10 +459,10 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         })
     }
 
-    async fn purge_keys(&self, older_than: Duration) -> Result<u64, Error> {
+    async fn purge_keys_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
         let cutoff = now_micros().saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
         let mut conn = self.conn().await?;
-        B::purge_keys(&mut conn, &self.statements.purge_keys, cutoff)
+        B::purge_keys(&mut conn, &self.statements.purge_keys, cutoff, source)
             .await
             .map_err(|e| database_error(M::MACHINE, "fsm_idempotency_keys", e))
     }

@@ -193,12 +193,13 @@ mod tests {
                 C,
             }
         });
-        assert_eq!(messages.len(), 5, "{messages:#?}");
+        assert_eq!(messages.len(), 6, "{messages:#?}");
         assert!(messages[0].starts_with("unknown key `colour` in `#[state_machine(...)]`"));
         assert!(messages[1].starts_with("more than one initial state"));
         assert!(messages[2].starts_with("unknown state `Nope` in `from`; the states of `Broken` are: `A`, `B`, `C`"));
         assert!(messages[3].starts_with("self-transition `C -> C`"));
-        assert!(messages[4].starts_with("invalid SQL identifier for the table: \"bad table\""));
+        assert!(messages[4].starts_with("state `C` is unreachable from the initial state `A`"));
+        assert!(messages[5].starts_with("invalid SQL identifier for the table: \"bad table\""));
     }
 
     #[test]

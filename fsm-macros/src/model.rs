@@ -11,8 +11,8 @@ pub struct Machine {
     pub vis: TokenStream,
     /// Whether the enum has generics or a where clause (rejected: no impl can be emitted).
     pub generic: bool,
-    /// Whether some attribute could not be read in full, so that transitions may be missing
-    /// (reachability is then not checked, to spare the user follow-on errors).
+    /// Whether `#[state_machine(...)]` could not be read in full, so that `cyclic` may be
+    /// incomplete (the replay checks are then skipped, to spare the user follow-on errors).
     pub partial: bool,
     /// The event enum to generate (`event = Ident`, default `<Enum>Event`).
     pub event: Ident,
@@ -66,6 +66,9 @@ pub struct State {
     pub terminal: Option<Span>,
     /// The `#[transition]` attributes leading to this variant, in order.
     pub transitions: Vec<Transition>,
+    /// Whether one of its `#[transition]` attributes could not be read: the state is then taken
+    /// as reachable, to spare the user follow-on errors.
+    pub unread_transition: bool,
 }
 
 /// One `#[transition(from = ..., on = ...)]` attribute; its target is the variant it is on.

@@ -32,11 +32,11 @@ pub fn machine(input: &DeriveInput, errors: &mut Errors) -> Option<Machine> {
     let data = match &input.data {
         Data::Enum(data) => data,
         Data::Struct(data) => {
-            errors.push(syn::Error::new_spanned(&data.struct_token, format!("{ONLY_UNIT_ENUMS}, not structs")));
+            errors.push(syn::Error::new(data.struct_token.span, format!("{ONLY_UNIT_ENUMS}, not structs")));
             return None;
         }
         Data::Union(data) => {
-            errors.push(syn::Error::new_spanned(&data.union_token, format!("{ONLY_UNIT_ENUMS}, not unions")));
+            errors.push(syn::Error::new(data.union_token.span, format!("{ONLY_UNIT_ENUMS}, not unions")));
             return None;
         }
     };
@@ -53,7 +53,6 @@ pub fn machine(input: &DeriveInput, errors: &mut Errors) -> Option<Machine> {
     }
 
     let rule = attrs.rename_all;
-    let mut partial = attrs.partial;
     let mut states = Vec::with_capacity(data.variants.len());
     for variant in &data.variants {
         if !matches!(variant.fields, Fields::Unit) {
@@ -65,7 +64,7 @@ pub fn machine(input: &DeriveInput, errors: &mut Errors) -> Option<Machine> {
                 ),
             ));
         }
-        let state = state(&variant.ident, &variant.attrs, rule, errors, &mut partial);
+        let state = state(&variant.ident, &variant.attrs, rule, errors);
         states.push(state);
     }
 
@@ -89,7 +88,7 @@ pub fn machine(input: &DeriveInput, errors: &mut Errors) -> Option<Machine> {
         ident: ident.clone(),
         vis: input.vis.to_token_stream(),
         generic,
-        partial,
+        partial: attrs.partial,
         event: attrs.event.unwrap_or_else(|| Ident::new(&format!("{bare}Event"), span)),
         name: attrs.name.unwrap_or_else(|| bare.clone()),
         mapping: Mapping {
@@ -146,7 +145,7 @@ fn machine_attrs(attrs: &[Attribute], errors: &mut Errors) -> MachineAttrs {
                         ),
                     }
                 }
-                "event" => out.event = Some(meta.value()?.parse()?),
+                "event" => out.event = Some(bare_ident(meta.value()?)?),
                 "name" => out.name = Some(meta.value()?.parse::<LitStr>()?.value()),
                 "table" => out.table = Some(string(&meta)?),
                 "id" => out.id = Some(string(&meta)?),
@@ -165,17 +164,12 @@ fn machine_attrs(attrs: &[Attribute], errors: &mut Errors) -> MachineAttrs {
 }
 
 /// Reads one variant and its `#[state(...)]` and `#[transition(...)]` attributes.
-fn state(
-    ident: &Ident,
-    attrs: &[Attribute],
-    rule: Option<RenameRule>,
-    errors: &mut Errors,
-    partial: &mut bool,
-) -> State {
+fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, errors: &mut Errors) -> State {
     let mut initial = None;
     let mut terminal = None;
     let mut rename: Option<LitStr> = None;
     let mut transitions = Vec::new();
+    let mut unread_transition = false;
     let mut seen = Vec::new();
     for attr in attrs {
         if attr.path().is_ident("state") {
@@ -195,7 +189,6 @@ fn state(
                 Ok(())
             });
             if let Err(error) = result {
-                *partial = true;
                 errors.push(error);
             }
         } else if attr.path().is_ident("transition") {
@@ -216,32 +209,32 @@ fn state(
                     }
                     from = Some(list);
                 } else {
-                    on = Some(meta.value()?.parse::<Ident>()?);
+                    on = Some(bare_ident(meta.value()?)?);
                 }
                 Ok(())
             });
+            let failed = result.is_err();
             if let Err(error) = result {
-                *partial = true;
                 errors.push(error);
             }
+            let missing = from.is_none();
             match from {
                 Some(from) => transitions.push(Transition { from, on }),
-                None => {
-                    *partial = true;
-                    errors.push(syn::Error::new_spanned(
-                        attr,
-                        "a transition needs its sources: `#[transition(from = State)]` or \
-                         `#[transition(from = [A, B], on = Event)]`",
-                    ));
-                }
+                None if failed => {}
+                None => errors.push(syn::Error::new_spanned(
+                    attr,
+                    "a transition needs its sources: `#[transition(from = State)]` or \
+                     `#[transition(from = [A, B], on = Event)]`",
+                )),
             }
+            unread_transition |= failed || missing;
         }
     }
     let (stored, stored_span) = match rename {
         Some(lit) => (lit.value(), lit.span()),
         None => (stored_name(ident, rule), ident.span()),
     };
-    State { ident: ident.clone(), stored, stored_span, initial, terminal, transitions }
+    State { ident: ident.clone(), stored, stored_span, initial, terminal, transitions, unread_transition }
 }
 
 /// The stored name of a variant or an event under `rule`.
@@ -303,9 +296,19 @@ fn ident_list(input: ParseStream<'_>) -> syn::Result<Vec<Ident>> {
     if input.peek(syn::token::Bracket) {
         let content;
         syn::bracketed!(content in input);
-        let list = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+        let list = Punctuated::<Ident, Token![,]>::parse_terminated_with(&content, bare_ident)?;
         Ok(list.into_iter().collect())
     } else {
-        Ok(vec![input.parse()?])
+        Ok(vec![bare_ident(input)?])
     }
+}
+
+/// A name written as an identifier, with a hint when it was written as a string.
+fn bare_ident(input: ParseStream<'_>) -> syn::Result<Ident> {
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        let message = format!("expected a name, written as an identifier: `{0}`, not `\"{0}\"`", lit.value());
+        return Err(syn::Error::new(lit.span(), message));
+    }
+    input.parse()
 }

@@ -33,13 +33,11 @@ pub fn check(machine: &Machine, errors: &mut Errors) -> Option<Table> {
     let initial = initial_state(machine, errors);
     let (edges, unresolved) = resolve_edges(machine, errors);
     check_determinism(machine, &edges, errors);
-    let cyclic = check_replays(machine, &edges, errors);
+    let cyclic =
+        if machine.partial { vec![false; machine.events.len()] } else { check_replays(machine, &edges, errors) };
     check_terminals(machine, &edges, errors);
-    if let Some(initial) = initial
-        && !unresolved
-        && !machine.partial
-    {
-        check_reachability(machine, initial, &edges, errors);
+    if initial.is_some() {
+        check_reachability(machine, &edges, &unresolved, errors);
     }
     check_stored_names(machine, errors);
     check_mapping(machine, errors);
@@ -83,16 +81,16 @@ fn initial_state(machine: &Machine, errors: &mut Errors) -> Option<usize> {
 }
 
 /// The edges of the table, in declaration order, without the rejected ones (unknown sources,
-/// self-transitions, duplicates); and whether a source was unknown.
-fn resolve_edges(machine: &Machine, errors: &mut Errors) -> (Vec<Declared>, bool) {
+/// self-transitions, duplicates); and the targets of the transitions with an unknown source.
+fn resolve_edges(machine: &Machine, errors: &mut Errors) -> (Vec<Declared>, Vec<usize>) {
     let mut edges: Vec<Declared> = Vec::new();
-    let mut unresolved = false;
+    let mut unresolved = Vec::new();
     for (to, state) in machine.states.iter().enumerate() {
         for transition in &state.transitions {
             let event = transition.on.as_ref().and_then(|on| machine.event_index(on));
             for source in &transition.from {
                 let Some(from) = machine.state_index(source) else {
-                    unresolved = true;
+                    unresolved.push(to);
                     errors.at(
                         source.span(),
                         format!(
@@ -229,10 +227,25 @@ fn check_terminals(machine: &Machine, edges: &[Declared], errors: &mut Errors) {
 }
 
 /// Every state is reachable from the initial one.
-fn check_reachability(machine: &Machine, initial: usize, edges: &[Declared], errors: &mut Errors) {
+///
+/// To spare the user follow-on errors, the search also starts from every other state marked
+/// initial (already reported), from the targets of transitions with an unknown source, and from
+/// the states with a transition that could not be read.
+fn check_reachability(machine: &Machine, edges: &[Declared], unresolved: &[usize], errors: &mut Errors) {
+    let roots: Vec<usize> = (0..machine.states.len())
+        .filter(|index| {
+            let state = &machine.states[*index];
+            state.initial.is_some() || state.unread_transition || unresolved.contains(index)
+        })
+        .collect();
+    let Some(&initial) = roots.iter().find(|index| machine.states[**index].initial.is_some()) else {
+        return;
+    };
     let mut reached = vec![false; machine.states.len()];
-    reached[initial] = true;
-    let mut queue = vec![initial];
+    for &root in &roots {
+        reached[root] = true;
+    }
+    let mut queue = roots;
     while let Some(state) = queue.pop() {
         for declared in edges.iter().filter(|declared| declared.edge.from == state) {
             if !reached[declared.edge.to] {

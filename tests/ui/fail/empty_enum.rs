@@ -1,0 +1,6 @@
+use fsm_runtime::StateMachine;
+
+#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+enum Nothing {}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use fsm_runtime::StateMachine;
+
+#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    #[state(initial)]
+    Created,
+    #[transition(from = [Created, Paid], on = Pay)]
+    Paid,
+}
+
+fn main() {}

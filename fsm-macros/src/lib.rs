@@ -170,11 +170,14 @@ mod tests {
                 New,
                 #[transition(from = New)]
                 InTransit,
+                #[transition(from = InTransit)]
+                End,
             }
         });
         assert_eq!(
             render::mermaid(&machine, &table),
-            "stateDiagram-v2\n    state \"in-transit\" as s1_\n    [*] --> s1\n    s1 --> s1_\n    s1_ --> [*]\n"
+            "stateDiagram-v2\n    state \"in-transit\" as s1_\n    state \"end\" as s2\n    [*] --> s1\n    s1 --> s1_\n    \
+             s1_ --> s2\n    s2 --> [*]\n"
         );
         assert!(render::dot(&machine, &table).starts_with("digraph \"graph\" {\n"));
     }

@@ -9,8 +9,8 @@ use crate::model::{Machine, Table};
 /// declaration order.
 ///
 /// States are named by their stored names. A stored name that is not a plain word
-/// (`[A-Za-z0-9_]+`, which Mermaid may misread: `in-transit`) is declared first as
-/// `state "in-transit" as s2` and named by that alias.
+/// (`[A-Za-z0-9_]+`, which Mermaid may misread: `in-transit`), or is a Mermaid keyword (`end`),
+/// is declared first as `state "in-transit" as s2` and named by that alias.
 pub fn mermaid(machine: &Machine, table: &Table) -> String {
     let ids = mermaid_ids(machine);
     let mut out = String::from("stateDiagram-v2\n");
@@ -36,10 +36,17 @@ pub fn mermaid(machine: &Machine, table: &Table) -> String {
     out
 }
 
-/// The Mermaid node id of every state: its stored name when it is a plain word, else an alias
-/// `s<index>` (with `_` appended until it is distinct from every other id).
+/// Words of Mermaid's state diagrams that a node id must not be.
+const MERMAID_KEYWORDS: [&str; 8] = ["state", "note", "end", "direction", "class", "classDef", "style", "as"];
+
+/// The Mermaid node id of every state: its stored name when it is a plain word and no keyword,
+/// else an alias `s<index>` (with `_` appended until it is distinct from every other id).
 fn mermaid_ids(machine: &Machine) -> Vec<String> {
-    let plain = |name: &str| !name.is_empty() && name.bytes().all(|byte| byte == b'_' || byte.is_ascii_alphanumeric());
+    let plain = |name: &str| {
+        !name.is_empty()
+            && name.bytes().all(|byte| byte == b'_' || byte.is_ascii_alphanumeric())
+            && !MERMAID_KEYWORDS.iter().any(|keyword| keyword.eq_ignore_ascii_case(name))
+    };
     let mut ids: Vec<String> = Vec::with_capacity(machine.states.len());
     for (index, state) in machine.states.iter().enumerate() {
         if plain(&state.stored) {

@@ -1,0 +1,228 @@
+//! The cost of a transition, measured: the statements sqlx executes for the `Applied` path and for
+//! the no-op (`AlreadyApplied`) path, on SQLite, PostgreSQL and MySQL/MariaDB.
+//!
+//! sqlx reports every statement it executes as a tracing event with target `sqlx::query` (at
+//! DEBUG). A [`tracing_subscriber::Layer`] records them while a measured call runs. It is
+//! installed as the global subscriber, not a per-thread default: SQLite executes its statements
+//! on the connection's own worker thread, which a thread-local subscriber would not see. The
+//! tests of this file therefore run one at a time (a lock), each on a pool of one connection
+//! that is warmed up first, so that no connection is opened (and no session setup statement is
+//! sent) while counting; a ping on that connection before and after the call makes sure every
+//! statement of the call, and none of another, was reported.
+//!
+//! Expected, from the design: PostgreSQL `Applied` = 1 (one CTE), no-op = 2 (the CTE, then one
+//! `SELECT` to say why); SQLite and MySQL `Applied` = 5 (`SELECT`, `BEGIN`, `UPDATE`,
+//! `INSERT` history, `COMMIT`), no-op = 1 (the `SELECT`).
+//!
+//! Known gap, left failing on purpose until decided: on SQLite, sqlx 0.9 executes `BEGIN` and
+//! `COMMIT` in the connection's worker (`Command::Begin` / `Command::Commit`, straight through
+//! the SQLite handle) without its query logger, so `sqlite::applied_path` sees only the
+//! `SELECT`, `UPDATE` and `INSERT` (3) although the store does open and commit a transaction.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "sql_support/mod.rs"]
+mod sql_support;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+use common::machines::Order;
+use fsm_runtime::sqlx::Connection as _;
+use fsm_runtime::{Outcome, Store, sqlx};
+use sql_support::{Fixture, TestBackend};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+/// One test at a time: the recorder is global.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static RECORDING: AtomicBool = AtomicBool::new(false);
+static STATEMENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records the SQL of every `sqlx::query` event while [`RECORDING`] is set.
+struct StatementRecorder;
+
+impl<S: Subscriber> Layer<S> for StatementRecorder {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" || !RECORDING.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut fields = QueryFields::default();
+        event.record(&mut fields);
+        // `db.statement` holds the full text when `summary` abbreviates it.
+        let sql = if fields.statement.trim().is_empty() { fields.summary } else { fields.statement };
+        STATEMENTS.lock().expect("statements").push(sql.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+}
+
+#[derive(Default)]
+struct QueryFields {
+    summary: String,
+    statement: String,
+}
+
+impl Visit for QueryFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_owned(),
+            "db.statement" => self.statement = value.to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+fn install_recorder() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(StatementRecorder))
+            .expect("no other global subscriber in this test binary");
+    });
+}
+
+/// Waits until the only connection is back in the pool and idle: every statement sent before
+/// has been executed and reported.
+async fn settle<B: TestBackend>(fx: &Fixture<B, Order>) {
+    let mut conn = fx.pool().acquire().await.expect("acquire the connection");
+    conn.ping().await.expect("ping");
+}
+
+/// Runs `call` and returns its output with the statements sqlx executed for it.
+async fn statements_of<B: TestBackend, T>(fx: &Fixture<B, Order>, call: impl Future<Output = T>) -> (T, Vec<String>) {
+    settle(fx).await;
+    STATEMENTS.lock().expect("statements").clear();
+    RECORDING.store(true, Ordering::SeqCst);
+    let output = call.await;
+    settle(fx).await;
+    RECORDING.store(false, Ordering::SeqCst);
+    (output, std::mem::take(&mut *STATEMENTS.lock().expect("statements")))
+}
+
+/// A fixture on a pool of exactly one connection, warmed up: the connection is open, the
+/// runtime's table exists, every statement of both paths has been prepared once.
+async fn fixture<B: TestBackend>(test: &str) -> Option<Arc<Fixture<B, Order>>> {
+    let table = common::backends::unique_table(test);
+    let probe = B::pool(test, &table).await?;
+    let options = (*probe.connect_options()).clone();
+    probe.close().await;
+    let pool = sqlx::pool::PoolOptions::<B>::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("a pool of one connection");
+    let fx = Fixture::<B, Order>::with_pool(test, table, pool).await;
+    for id in [1, 2] {
+        fx.store.create(id).await.unwrap();
+    }
+    assert!(fx.store.transition(2, Order::Paid).await.unwrap().is_applied());
+    assert!(!fx.store.transition(2, Order::Paid).await.unwrap().is_applied());
+    Some(Arc::new(fx))
+}
+
+/// The statements each path is expected to cost on `B`: (applied, no-op).
+fn expected<B: TestBackend>() -> (usize, usize) {
+    match B::LABEL {
+        "PostgreSQL" => (1, 2),
+        _ => (5, 1),
+    }
+}
+
+fn show(label: &str, path: &str, statements: &[String]) -> String {
+    let mut out = format!("{label} {path}: {} statement(s)", statements.len());
+    for (i, sql) in statements.iter().enumerate() {
+        out.push_str(&format!("\n  {}. {sql}", i + 1));
+    }
+    out
+}
+
+async fn applied_path<B: TestBackend>(test: &str) {
+    let Some(fx) = fixture::<B>(test).await else {
+        return;
+    };
+    sql_support::run_on(fx, |fx| async move {
+        let (outcome, statements) = statements_of(&fx, fx.store.transition(1, Order::Paid)).await;
+        assert_eq!(outcome.unwrap(), Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+        let shown = show(B::LABEL, "Applied", &statements);
+        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{shown}\n"));
+        assert_eq!(statements.len(), expected::<B>().0, "{shown}");
+    })
+    .await;
+}
+
+async fn noop_path<B: TestBackend>(test: &str) {
+    let Some(fx) = fixture::<B>(test).await else {
+        return;
+    };
+    sql_support::run_on(fx, |fx| async move {
+        let (outcome, statements) = statements_of(&fx, fx.store.transition(2, Order::Paid)).await;
+        assert_eq!(outcome.unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+        let shown = show(B::LABEL, "no-op", &statements);
+        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{shown}\n"));
+        assert_eq!(statements.len(), expected::<B>().1, "{shown}");
+    })
+    .await;
+}
+
+macro_rules! count_on {
+    ($($backend:ident: $db:ty),* $(,)?) => {
+        $(
+            mod $backend {
+                #[tokio::test]
+                async fn applied_path() {
+                    let _serial = super::SERIAL.lock().await;
+                    super::install_recorder();
+                    super::applied_path::<$db>("count_applied").await;
+                }
+
+                #[tokio::test]
+                async fn noop_path() {
+                    let _serial = super::SERIAL.lock().await;
+                    super::install_recorder();
+                    super::noop_path::<$db>("count_noop").await;
+                }
+            }
+        )*
+    };
+}
+
+/// SQLite, where `BEGIN` and `COMMIT` do not show in sqlx's log: SQLite's own commit hook shows
+/// that the `Applied` path commits exactly one write transaction (so the `UPDATE` and the history
+/// `INSERT` were not two autocommits) and the no-op path none.
+#[tokio::test]
+async fn sqlite_applied_path_is_one_transaction() {
+    let _serial = SERIAL.lock().await;
+    install_recorder();
+    let Some(fx) = fixture::<sqlx::Sqlite>("count_commits").await else {
+        return;
+    };
+    sql_support::run_on(fx, |fx| async move {
+        let (commits, rollbacks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        {
+            let mut conn = fx.pool().acquire().await.unwrap();
+            let mut handle = conn.lock_handle().await.unwrap();
+            let counted = commits.clone();
+            handle.set_commit_hook(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                true
+            });
+            let counted = rollbacks.clone();
+            handle.set_rollback_hook(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let (outcome, statements) = statements_of(&fx, fx.store.transition(1, Order::Paid)).await;
+        assert!(outcome.unwrap().is_applied());
+        assert_eq!((commits.load(Ordering::SeqCst), rollbacks.load(Ordering::SeqCst)), (1, 0), "{statements:#?}");
+        let (outcome, statements) = statements_of(&fx, fx.store.transition(1, Order::Paid)).await;
+        assert!(!outcome.unwrap().is_applied());
+        assert_eq!((commits.load(Ordering::SeqCst), rollbacks.load(Ordering::SeqCst)), (1, 0), "{statements:#?}");
+    })
+    .await;
+}
+
+count_on!(sqlite: fsm_runtime::sqlx::Sqlite, postgres: fsm_runtime::sqlx::Postgres, mysql: fsm_runtime::sqlx::MySql);

@@ -20,9 +20,11 @@
 mod entity_id;
 mod error;
 pub mod idempotency;
+pub mod inbox;
 mod machine;
 mod machine_error;
 pub mod mapping;
+pub mod outbox;
 mod outcome;
 pub mod store;
 
@@ -36,13 +38,13 @@ pub use mapping::TableMapping;
 pub use outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 #[cfg(feature = "_sql")]
 pub use sqlx;
-pub use store::memory::{MemoryLocked, MemoryStore, MemoryTransition, MemoryTx};
+pub use store::memory::{MemoryLocked, MemoryOutbox, MemoryStore, MemoryTransition, MemoryTx};
 #[cfg(feature = "mysql")]
 pub use store::mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "_sql")]
-pub use store::sql::{Backend, SqlLocked, SqlStore};
+pub use store::sql::{Backend, SqlLocked, SqlOutbox, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
 pub use store::{Effect, EffectFuture, LockedEntity, OpFuture, Store, Target, TransitionRequest};

@@ -10,6 +10,7 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use fsm_runtime::outbox::OutboxSource;
 use fsm_runtime::sqlx;
 use fsm_runtime::{MemoryStore, MySqlStore, PostgresStore, SqliteStore, StateMachine, TableMapping};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
@@ -171,6 +172,13 @@ pub trait RawAccess {
 
     /// Drops the test's table and its history rows.
     fn cleanup(&self, table: &str) -> impl std::future::Future<Output = ()> + Send;
+
+    /// The outbox a relay of this store reads, limited to `topic` where the database is
+    /// shared with other tests.
+    fn outbox(&self, topic: &str) -> impl std::future::Future<Output = Self::Outbox> + Send;
+
+    /// What [`RawAccess::outbox`] returns.
+    type Outbox: OutboxSource + Clone + Send + Sync + 'static;
 }
 
 impl<M: StateMachine> RawAccess for MemoryStore<M> {
@@ -180,10 +188,16 @@ impl<M: StateMachine> RawAccess for MemoryStore<M> {
     }
 
     async fn cleanup(&self, _table: &str) {}
+
+    type Outbox = fsm_runtime::MemoryOutbox;
+
+    async fn outbox(&self, _topic: &str) -> fsm_runtime::MemoryOutbox {
+        MemoryStore::outbox(self)
+    }
 }
 
 macro_rules! sql_raw_access {
-    ($store:ident, $first:literal, $second:literal) => {
+    ($store:ident, $db:ty, $first:literal, $second:literal) => {
         impl<M: StateMachine> RawAccess for $store<M> {
             async fn corrupt(&self, table: &str, id: i64, value: &str) {
                 let sql = format!("UPDATE {table} SET state = {} WHERE id = {}", $first, $second);
@@ -208,11 +222,22 @@ macro_rules! sql_raw_access {
                     .execute(self.pool())
                     .await
                     .expect("delete the test's idempotency keys");
+                sqlx::query(concat!("DELETE FROM fsm_outbox WHERE topic = ", $first))
+                    .bind(table.to_owned())
+                    .execute(self.pool())
+                    .await
+                    .expect("delete the test's outbox messages");
+            }
+
+            type Outbox = fsm_runtime::SqlOutbox<$db>;
+
+            async fn outbox(&self, topic: &str) -> Self::Outbox {
+                fsm_runtime::SqlOutbox::new(self.pool().clone()).await.expect("the outbox").only_topic(topic)
             }
         }
     };
 }
 
-sql_raw_access!(SqliteStore, "?", "?");
-sql_raw_access!(PostgresStore, "$1", "$2");
-sql_raw_access!(MySqlStore, "?", "?");
+sql_raw_access!(SqliteStore, sqlx::Sqlite, "?", "?");
+sql_raw_access!(PostgresStore, sqlx::Postgres, "$1", "$2");
+sql_raw_access!(MySqlStore, sqlx::MySql, "?", "?");

@@ -9,6 +9,9 @@ use fsm_runtime::{
     Snapshot, Store, TransitionRequest,
 };
 
+use fsm_runtime::inbox::Inbox as _;
+use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay, RelayReport};
+
 use crate::common::backends::RawAccess;
 use crate::common::machines::{Light, LightEvent, Order, OrderEvent, Ticket, TicketEvent};
 
@@ -451,4 +454,154 @@ pub async fn purged_keys_are_new_again<S: Store<Order> + RawAccess + 'static>(st
     // Only this test's source: other tests share the database.
     assert_eq!(store.purge_keys_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 1);
     assert_eq!(store.run_once(key(&table, 300), fingerprint("a"), op(3)).await.unwrap(), Once::Ran(3));
+}
+
+/// A publisher that records what it publishes; it can be told to hang (a relay that dies
+/// between publishing and marking).
+#[derive(Clone, Default)]
+pub struct Recorder {
+    published: Arc<std::sync::Mutex<Vec<PendingMessage>>>,
+    hang_after_publish: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Recorder {
+    fn messages(&self) -> Vec<PendingMessage> {
+        self.published.lock().unwrap().clone()
+    }
+}
+
+impl Publisher for Recorder {
+    async fn publish(&self, message: &PendingMessage) -> Result<(), fsm_runtime::BoxError> {
+        self.published.lock().unwrap().push(message.clone());
+        if self.hang_after_publish.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+/// An effect that enqueues a receipt for order 1.
+fn enqueue_receipt<Tx: Outbox>(topic: String) -> impl for<'t> FnOnce(&'t mut Tx) -> EffectFuture<'t> + Send {
+    move |tx| {
+        Box::pin(async move {
+            tx.enqueue(OutboxMessage::new(topic, serde_json::json!({"order": 1, "receipt": true})).with_key("1"))
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// A message exists if and only if its transition was applied, and the relay publishes it once.
+pub async fn outbox_message_iff_applied<S>(store: Arc<S>, table: String)
+where
+    S: Store<Order> + RawAccess + 'static,
+    S::Tx: Outbox,
+{
+    store.create(1).await.unwrap();
+    let outbox = store.outbox(&table).await;
+    // A failing effect after the enqueue: no message.
+    let failing = TransitionRequest::to(1, Order::Paid)
+        .effect(enqueue_receipt::<S::Tx>(table.clone()))
+        .effect(|_tx| Box::pin(async { Err("declined".into()) }));
+    assert!(store.apply(failing).await.is_err());
+    // Applied: one message. Replayed: none more.
+    for _ in 0..3 {
+        let request = TransitionRequest::to(1, Order::Paid).effect(enqueue_receipt::<S::Tx>(table.clone()));
+        store.apply(request).await.unwrap();
+    }
+    let recorder = Recorder::default();
+    let relay = Relay::new(outbox.clone()).lease(std::time::Duration::from_secs(30));
+    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 1, failed: 0 });
+    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 0, failed: 0 });
+    let messages = recorder.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].topic, table);
+    assert_eq!(messages[0].key.as_deref(), Some("1"));
+    assert_eq!(messages[0].payload, serde_json::json!({"order": 1, "receipt": true}));
+    assert_eq!(messages[0].attempts, 1);
+}
+
+/// A relay killed between publish and mark: the message is published again, with the same id,
+/// after the lease; the inbox makes the consumer apply it once.
+pub async fn relay_crash_republishes_with_the_same_id<S>(store: Arc<S>, table: String)
+where
+    S: Store<Order> + RawAccess + 'static,
+    S::Tx: Outbox,
+{
+    for id in 1..=3 {
+        store.create(id).await.unwrap();
+        let request = TransitionRequest::to(id, Order::Paid).effect(enqueue_receipt::<S::Tx>(table.clone()));
+        assert!(store.apply(request).await.unwrap().is_applied());
+    }
+    let outbox = store.outbox(&table).await;
+    let recorder = Recorder::default();
+    recorder.hang_after_publish.store(true, Ordering::SeqCst);
+    let lease = std::time::Duration::from_millis(300);
+    let crashing = {
+        let (outbox, recorder) = (outbox.clone(), recorder.clone());
+        tokio::spawn(async move { Relay::new(outbox).lease(lease).run_once(&recorder).await })
+    };
+    while recorder.messages().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    crashing.abort();
+    assert!(crashing.await.unwrap_err().is_cancelled());
+    // A new relay at once: everything is still claimed by the dead one.
+    recorder.hang_after_publish.store(false, Ordering::SeqCst);
+    let relay = Relay::new(outbox).lease(lease);
+    assert_eq!(relay.run_once(&recorder).await.unwrap().published, 0);
+    tokio::time::sleep(lease + std::time::Duration::from_millis(100)).await;
+    assert_eq!(relay.run_once(&recorder).await.unwrap().published, 3);
+    let messages = recorder.messages();
+    assert_eq!(messages.len(), 4, "one publish lost its mark and was repeated: {messages:#?}");
+    assert_eq!(messages[0].message_id, messages[1].message_id, "the repeat carries the same id");
+    assert_eq!(messages[1].attempts, 2);
+    let mut inbox = fsm_runtime::inbox::MemoryInbox::new();
+    let mut applied = 0;
+    for message in &messages {
+        if inbox.record("receipts", &message.message_id).await.unwrap() {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 3);
+}
+
+/// Two relays at once never publish the same message twice while their claims hold.
+pub async fn concurrent_relays_share_the_work<S>(store: Arc<S>, table: String)
+where
+    S: Store<Order> + RawAccess + 'static,
+    S::Tx: Outbox,
+{
+    for id in 1..=40 {
+        store.create(id).await.unwrap();
+        let request = TransitionRequest::to(id, Order::Paid).effect(enqueue_receipt::<S::Tx>(table.clone()));
+        store.apply(request).await.unwrap();
+    }
+    let outbox = store.outbox(&table).await;
+    let recorder = Recorder::default();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            let (outbox, recorder) = (outbox.clone(), recorder.clone());
+            tokio::spawn(async move {
+                let relay = Relay::new(outbox).batch(5);
+                let mut published = 0;
+                loop {
+                    let report = relay.run_once(&recorder).await.unwrap();
+                    if report.published == 0 {
+                        return published;
+                    }
+                    published += report.published;
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for relay in relays {
+        total += relay.await.unwrap();
+    }
+    assert_eq!(total, 40);
+    let mut ids: Vec<_> = recorder.messages().into_iter().map(|m| m.message_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
 }

@@ -54,6 +54,9 @@ macro_rules! conformance {
                 racing_keyed_transition: Order,
                 run_once_per_key: Order,
                 purged_keys_are_new_again: Order,
+                outbox_message_iff_applied: Order,
+                relay_crash_republishes_with_the_same_id: Order,
+                concurrent_relays_share_the_work: Order,
             );
         }
     };

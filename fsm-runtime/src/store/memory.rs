@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::entity_id::EntityId;
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::machine::StateMachine;
+use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage, new_message_id};
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 use crate::store::keyed::{already_applied, encode_applied, encode_result, replayed_result, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
@@ -32,9 +33,11 @@ type HistoryRecord = (i64, String, String, Option<&'static str>, i64);
 type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 
 /// What an effect or a keyed operation receives from a [`MemoryStore`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MemoryTx {
     transition: Option<MemoryTransition>,
+    /// Messages enqueued by the effects, written to the store's outbox with the transition.
+    outbox: Vec<(String, OutboxMessage)>,
 }
 
 /// The transition an effect runs with.
@@ -55,6 +58,22 @@ impl MemoryTx {
     pub fn transition(&self) -> Option<&MemoryTransition> {
         self.transition.as_ref()
     }
+}
+
+impl Outbox for MemoryTx {
+    async fn enqueue(&mut self, message: OutboxMessage) -> Result<String, BoxError> {
+        let id = new_message_id();
+        self.outbox.push((id.clone(), message));
+        Ok(id)
+    }
+}
+
+/// A message in a [`MemoryStore`]'s outbox.
+#[derive(Debug, Clone)]
+struct OutboxRow {
+    message: PendingMessage,
+    claimed_until: i64,
+    published: bool,
 }
 
 /// A stored idempotency key.
@@ -96,6 +115,7 @@ pub struct MemoryStore<M> {
     rows: Mutex<HashMap<EntityId, Slot>>,
     /// Held for the whole of a keyed operation, so that requests with a key run one at a time.
     keys: tokio::sync::Mutex<HashMap<IdempotencyKey, StoredKey>>,
+    outbox: MemoryOutbox,
     table: String,
     machine: PhantomData<fn() -> M>,
 }
@@ -118,6 +138,7 @@ impl<M: StateMachine> MemoryStore<M> {
         Self {
             rows: Mutex::new(HashMap::new()),
             keys: tokio::sync::Mutex::new(HashMap::new()),
+            outbox: MemoryOutbox::default(),
             table: M::MAPPING.table.to_string(),
             machine: PhantomData,
         }
@@ -134,6 +155,22 @@ impl<M: StateMachine> MemoryStore<M> {
         // The map is only touched by short, non-panicking critical sections; a poisoned lock
         // still holds a consistent map.
         self.rows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store's outbox, for a [`Relay`](crate::outbox::Relay): messages enqueued by effects
+    /// of applied transitions.
+    pub fn outbox(&self) -> MemoryOutbox {
+        self.outbox.clone()
+    }
+
+    fn append_outbox(&self, messages: Vec<(String, OutboxMessage)>) {
+        let mut outbox = self.outbox.lock();
+        for (message_id, message) in messages {
+            let sequence = i64::try_from(outbox.len()).unwrap_or(i64::MAX) + 1;
+            let OutboxMessage { topic, key, payload } = message;
+            let message = PendingMessage { sequence, message_id, topic, key, payload, attempts: 0 };
+            outbox.push(OutboxRow { message, claimed_until: 0, published: false });
+        }
     }
 
     fn slot(&self, id: &EntityId) -> Option<Slot> {
@@ -169,7 +206,7 @@ impl<M: StateMachine> MemoryStore<M> {
         let row = guard.as_mut().ok_or_else(|| not_found::<M>(&id, &self.table))?;
         let state = parse_state::<M>(&id, &self.table, &row.state)?;
         let from = match plan.decide(state, row.version)? {
-            Decision::AlreadyApplied { state, version } => return Ok(Outcome::AlreadyApplied { state, version }),
+            Decision::AlreadyApplied { state, version } => return already_applied(&id, state, version),
             Decision::Apply { from } => from,
         };
         let version = row.version + 1;
@@ -180,6 +217,7 @@ impl<M: StateMachine> MemoryStore<M> {
                 to: plan.target.as_str(),
                 version,
             }),
+            outbox: Vec::new(),
         };
         for effect in request_effects {
             effect.run(&mut tx).await.map_err(|source| Error::Effect {
@@ -190,6 +228,7 @@ impl<M: StateMachine> MemoryStore<M> {
                 source,
             })?;
         }
+        self.append_outbox(tx.outbox);
         row.state = plan.target.as_str().to_owned();
         row.version = version;
         row.history.push((
@@ -307,6 +346,7 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         }
         let mut tx = MemoryTx::default();
         let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
+        self.append_outbox(tx.outbox);
         let outcome = encode_result(&key, &result)?;
         keys.insert(key, StoredKey { fingerprint: fingerprint.as_str().to_owned(), outcome, at_micros: now_micros() });
         Ok(Once::Ran(result))
@@ -327,6 +367,54 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
         let snapshot = Snapshot { state: parse_state::<M>(&id, &self.table, &row.state)?, version: row.version };
         Ok(MemoryLocked { guard, id, snapshot, pending: Vec::new(), tx: () })
+    }
+}
+
+/// The outbox of a [`MemoryStore`] (see [`MemoryStore::outbox`]); a cheap handle to share.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryOutbox {
+    rows: Arc<Mutex<Vec<OutboxRow>>>,
+}
+
+impl MemoryOutbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<OutboxRow>> {
+        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many messages were never published.
+    pub fn unpublished(&self) -> usize {
+        self.lock().iter().filter(|row| !row.published).count()
+    }
+}
+
+impl OutboxSource for MemoryOutbox {
+    async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
+        let now = now_micros();
+        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let mut outbox = self.lock();
+        let claimable = outbox.iter_mut().filter(|row| !row.published && row.claimed_until < now);
+        Ok(claimable
+            .take(batch)
+            .map(|row| {
+                row.claimed_until = until;
+                row.message.attempts += 1;
+                row.message.clone()
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, sequence: i64) -> Result<(), Error> {
+        if let Some(row) = self.lock().iter_mut().find(|row| row.message.sequence == sequence) {
+            row.published = true;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, sequence: i64) -> Result<(), Error> {
+        if let Some(row) = self.lock().iter_mut().find(|row| row.message.sequence == sequence && !row.published) {
+            row.claimed_until = 0;
+        }
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@
 use crate::store::sql::SqlStore;
 use crate::store::sql::backend::impl_backend;
 use crate::store::sql::dialect::Dialect;
+use crate::store::sql::outbox::impl_outbox;
 
 /// A [`Store`](crate::Store) on MySQL or MariaDB.
 pub type MySqlStore<M> = SqlStore<M, sqlx::MySql>;
@@ -17,3 +18,5 @@ pub type MySqlStore<M> = SqlStore<M, sqlx::MySql>;
 impl_backend!(sqlx::MySql, Dialect::MySql, |_conn, _sql, _args| {
     Err(sqlx::Error::Configuration("MySQL has no one-statement transition; the store never asks for one".into()))
 });
+
+impl_outbox!(sqlx::MySqlConnection, sqlx::MySql);

@@ -8,6 +8,7 @@
 use crate::store::sql::SqlStore;
 use crate::store::sql::backend::impl_backend;
 use crate::store::sql::dialect::Dialect;
+use crate::store::sql::outbox::impl_outbox;
 
 /// A [`Store`](crate::Store) on PostgreSQL (and the databases that speak its protocol and SQL).
 pub type PostgresStore<M> = SqlStore<M, sqlx::Postgres>;
@@ -30,3 +31,5 @@ impl_backend!(sqlx::Postgres, Dialect::Postgres, |conn, sql, args| {
     let row = query.fetch_optional(&mut *conn).await?;
     row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
 });
+
+impl_outbox!(sqlx::PgConnection, sqlx::Postgres);

@@ -9,6 +9,7 @@
 use crate::store::sql::SqlStore;
 use crate::store::sql::backend::impl_backend;
 use crate::store::sql::dialect::Dialect;
+use crate::store::sql::outbox::impl_outbox;
 
 /// A [`Store`](crate::Store) on SQLite.
 pub type SqliteStore<M> = SqlStore<M, sqlx::Sqlite>;
@@ -16,3 +17,5 @@ pub type SqliteStore<M> = SqlStore<M, sqlx::Sqlite>;
 impl_backend!(sqlx::Sqlite, Dialect::Sqlite, |_conn, _sql, _args| {
     Err(sqlx::Error::Configuration("SQLite has no one-statement transition; the store never asks for one".into()))
 });
+
+impl_outbox!(sqlx::SqliteConnection, sqlx::Sqlite);

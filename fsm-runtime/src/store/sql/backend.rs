@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::entity_id::EntityId;
 use crate::idempotency::{Fingerprint, IdempotencyKey};
+use crate::outbox::{OutboxMessage, PendingMessage};
 use crate::store::sql::dialect::Dialect;
 
 /// One history row to insert.
@@ -157,6 +158,48 @@ pub trait Backend: sqlx::Database + private::Sealed {
         cutoff_micros: i64,
         source: Option<&str>,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Inserts an outbox message.
+    #[doc(hidden)]
+    fn outbox_insert(
+        conn: &mut Self::Connection,
+        message_id: &str,
+        message: &OutboxMessage,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// The pending messages (of `topic`, if given) whose claim expired before `now`, oldest
+    /// first, locked where the database can skip locked rows.
+    #[doc(hidden)]
+    fn outbox_pending(
+        conn: &mut Self::Connection,
+        now: i64,
+        topic: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<PendingMessage>, sqlx::Error>> + Send;
+
+    /// An outbox statement with two parameters: a time and a message sequence (claim, mark).
+    #[doc(hidden)]
+    fn outbox_update(
+        conn: &mut Self::Connection,
+        sql: &'static str,
+        micros: i64,
+        sequence: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Releases a claimed message.
+    #[doc(hidden)]
+    fn outbox_release(
+        conn: &mut Self::Connection,
+        sequence: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Records a processed message: `true` the first time.
+    #[doc(hidden)]
+    fn inbox_insert(
+        conn: &mut Self::Connection,
+        consumer: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
 
     /// A statement without parameters (migrations, schema checks).
     #[doc(hidden)]
@@ -345,6 +388,84 @@ macro_rules! impl_backend {
                 let query =
                     sqlx::query::<$db>(sqlx::AssertSqlSafe(sql.clone())).bind(cutoff_micros).bind(source).bind(source);
                 Ok(query.execute(&mut *conn).await?.rows_affected())
+            }
+
+            async fn outbox_insert(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                message_id: &str,
+                message: &$crate::outbox::OutboxMessage,
+            ) -> Result<(), sqlx::Error> {
+                let statements = $crate::store::sql::outbox::OutboxStatements::of($dialect);
+                sqlx::query::<$db>(statements.insert)
+                    .bind(message_id)
+                    .bind(message.topic.as_str())
+                    .bind(message.key.as_deref())
+                    .bind(message.payload.to_string())
+                    .bind($crate::store::plan::now_micros())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            async fn outbox_pending(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                now: i64,
+                topic: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<$crate::outbox::PendingMessage>, sqlx::Error> {
+                use sqlx::Row as _;
+                let statements = $crate::store::sql::outbox::OutboxStatements::of($dialect);
+                let query = sqlx::query::<$db>(statements.pending).bind(now).bind(topic).bind(topic).bind(limit);
+                let rows = query.fetch_all(&mut *conn).await?;
+                rows.iter()
+                    .map(|row| {
+                        let payload: String = row.try_get(4)?;
+                        Ok($crate::outbox::PendingMessage {
+                            sequence: row.try_get(0)?,
+                            message_id: row.try_get(1)?,
+                            topic: row.try_get(2)?,
+                            key: row.try_get(3)?,
+                            payload: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                            attempts: row.try_get(5)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn outbox_update(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &'static str,
+                micros: i64,
+                sequence: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query::<$db>(sql).bind(micros).bind(sequence).execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            async fn outbox_release(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sequence: i64,
+            ) -> Result<(), sqlx::Error> {
+                let statements = $crate::store::sql::outbox::OutboxStatements::of($dialect);
+                sqlx::query::<$db>(statements.release).bind(sequence).execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            async fn inbox_insert(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                consumer: &str,
+                message_id: &str,
+            ) -> Result<bool, sqlx::Error> {
+                let statements = $crate::store::sql::outbox::OutboxStatements::of($dialect);
+                let query = sqlx::query::<$db>(statements.inbox)
+                    .bind(consumer)
+                    .bind(message_id)
+                    .bind($crate::store::plan::now_micros());
+                match query.execute(&mut *conn).await {
+                    Ok(done) => Ok(done.rows_affected() == 1),
+                    Err(error) if $crate::store::sql::db_error::is_unique_violation(&error) => Ok(false),
+                    Err(error) => Err(error),
+                }
             }
 
             async fn execute_plain(

@@ -44,14 +44,17 @@ impl Dialect {
             Self::Sqlite => &[
                 include_str!("../../../migrations/sqlite/0001_history.sql"),
                 include_str!("../../../migrations/sqlite/0002_idempotency_keys.sql"),
+                include_str!("../../../migrations/sqlite/0003_outbox.sql"),
             ],
             Self::Postgres => &[
                 include_str!("../../../migrations/postgres/0001_history.sql"),
                 include_str!("../../../migrations/postgres/0002_idempotency_keys.sql"),
+                include_str!("../../../migrations/postgres/0003_outbox.sql"),
             ],
             Self::MySql => &[
                 include_str!("../../../migrations/mysql/0001_history.sql"),
                 include_str!("../../../migrations/mysql/0002_idempotency_keys.sql"),
+                include_str!("../../../migrations/mysql/0003_outbox.sql"),
             ],
         }
     }

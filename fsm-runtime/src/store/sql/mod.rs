@@ -4,6 +4,7 @@ pub(crate) mod backend;
 pub(crate) mod db_error;
 pub(crate) mod dialect;
 mod locked;
+pub(crate) mod outbox;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 pub use backend::Backend;
 pub use locked::SqlLocked;
+pub use outbox::SqlOutbox;
 
 use crate::entity_id::EntityId;
 use crate::error::{BoxError, Error};
@@ -114,21 +116,10 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         self.pool.acquire().await.map_err(|e| self.db(e))
     }
 
-    /// Creates the runtime's own tables (`fsm_history`) if they do not exist. Idempotent; run by
-    /// [`SqlStore::new`].
+    /// Creates the runtime's own tables (history, idempotency keys, outbox, inbox) if they do
+    /// not exist. Idempotent; run by [`SqlStore::new`].
     pub async fn migrate(&self) -> Result<(), Error> {
-        let mut conn = self.conn().await?;
-        let statements = B::DIALECT.migrations().iter().flat_map(|script| script.split(";\n")).map(str::trim);
-        for statement in statements.filter(|statement| !statement.is_empty()) {
-            // Two processes creating the table at once: PostgreSQL may report a duplicate type
-            // for the loser of `CREATE TABLE IF NOT EXISTS`; the table then exists.
-            if let Err(error) = B::execute_plain(&mut conn, statement).await
-                && !is_unique_violation(&error)
-            {
-                return Err(database_error(M::MACHINE, "fsm_history", error));
-            }
-        }
-        Ok(())
+        migrate::<B>(&self.pool, M::MACHINE).await
     }
 
     /// Checks that the entity table and its three columns exist, with a query that reads no row.
@@ -341,6 +332,22 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 .into(),
         }
     }
+}
+
+/// Runs the runtime's migrations of backend `B` on `pool`.
+pub(crate) async fn migrate<B: Backend>(pool: &sqlx::Pool<B>, machine: &'static str) -> Result<(), Error> {
+    let mut conn = pool.acquire().await.map_err(|e| database_error(machine, "fsm_history", e))?;
+    let statements = B::DIALECT.migrations().iter().flat_map(|script| script.split(";\n")).map(str::trim);
+    for statement in statements.filter(|statement| !statement.is_empty()) {
+        // Two processes creating a table at once: PostgreSQL may report a duplicate type for
+        // the loser of `CREATE TABLE IF NOT EXISTS`; the table then exists.
+        if let Err(error) = B::execute_plain(&mut conn, statement).await
+            && !is_unique_violation(&error)
+        {
+            return Err(database_error(machine, "fsm_history", error));
+        }
+    }
+    Ok(())
 }
 
 impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {

@@ -1,0 +1,162 @@
+//! The outbox and inbox on SQL: [`SqlOutbox`], a relay's source, and the [`Outbox`] and
+//! [`Inbox`] implementations of the SQL connections (through [`impl_outbox!`]).
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::outbox::{OutboxSource, PendingMessage};
+use crate::store::plan::now_micros;
+use crate::store::sql::Backend;
+use crate::store::sql::db_error::database_error;
+use crate::store::sql::dialect::Dialect;
+
+/// The outbox and inbox statements of a dialect (fixed tables: no identifier from outside).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutboxStatements {
+    pub(crate) insert: &'static str,
+    pub(crate) pending: &'static str,
+    pub(crate) claim: &'static str,
+    pub(crate) mark: &'static str,
+    pub(crate) release: &'static str,
+    pub(crate) inbox: &'static str,
+}
+
+impl OutboxStatements {
+    /// The statements of `dialect`.
+    pub(crate) const fn of(dialect: Dialect) -> Self {
+        match dialect {
+            Dialect::Postgres => Self {
+                insert: "INSERT INTO fsm_outbox (message_id, topic, message_key, payload, created_at_micros) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                pending: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
+                          WHERE published_at_micros IS NULL AND claimed_until_micros < $1 \
+                          AND ($2::text IS NULL OR topic = $3) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED",
+                claim: "UPDATE fsm_outbox SET claimed_until_micros = $1, attempts = attempts + 1 WHERE id = $2",
+                mark: "UPDATE fsm_outbox SET published_at_micros = $1 WHERE id = $2",
+                release: "UPDATE fsm_outbox SET claimed_until_micros = 0 WHERE id = $1 AND published_at_micros IS NULL",
+                inbox: "INSERT INTO fsm_inbox (consumer, message_id, processed_at_micros) VALUES ($1, $2, $3) \
+                        ON CONFLICT DO NOTHING",
+            },
+            Dialect::MySql => Self {
+                insert: "INSERT INTO fsm_outbox (message_id, topic, message_key, payload, created_at_micros) \
+                         VALUES (?, ?, ?, ?, ?)",
+                pending: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
+                          WHERE published_at_micros IS NULL AND claimed_until_micros < ? \
+                          AND (? IS NULL OR topic = ?) ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+                claim: "UPDATE fsm_outbox SET claimed_until_micros = ?, attempts = attempts + 1 WHERE id = ?",
+                mark: "UPDATE fsm_outbox SET published_at_micros = ? WHERE id = ?",
+                release: "UPDATE fsm_outbox SET claimed_until_micros = 0 WHERE id = ? AND published_at_micros IS NULL",
+                inbox: "INSERT INTO fsm_inbox (consumer, message_id, processed_at_micros) VALUES (?, ?, ?)",
+            },
+            Dialect::Sqlite => Self {
+                insert: "INSERT INTO fsm_outbox (message_id, topic, message_key, payload, created_at_micros) \
+                         VALUES (?, ?, ?, ?, ?)",
+                // SQLite has one writer at a time: the claiming transaction (BEGIN IMMEDIATE)
+                // is the lock.
+                pending: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
+                          WHERE published_at_micros IS NULL AND claimed_until_micros < ? \
+                          AND (? IS NULL OR topic = ?) ORDER BY id LIMIT ?",
+                claim: "UPDATE fsm_outbox SET claimed_until_micros = ?, attempts = attempts + 1 WHERE id = ?",
+                mark: "UPDATE fsm_outbox SET published_at_micros = ? WHERE id = ?",
+                release: "UPDATE fsm_outbox SET claimed_until_micros = 0 WHERE id = ? AND published_at_micros IS NULL",
+                inbox: "INSERT INTO fsm_inbox (consumer, message_id, processed_at_micros) VALUES (?, ?, ?) \
+                        ON CONFLICT DO NOTHING",
+            },
+        }
+    }
+}
+
+/// The outbox of an SQL database, as a [`Relay`](crate::outbox::Relay)'s source. Messages are
+/// claimed in a short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL/MariaDB,
+/// `BEGIN IMMEDIATE` on SQLite) that sets their lease, and published outside it.
+#[derive(Debug)]
+pub struct SqlOutbox<B: Backend> {
+    pool: sqlx::Pool<B>,
+    topic: Option<String>,
+}
+
+impl<B: Backend> Clone for SqlOutbox<B> {
+    fn clone(&self) -> Self {
+        Self { pool: self.pool.clone(), topic: self.topic.clone() }
+    }
+}
+
+fn outbox_error(error: sqlx::Error) -> Error {
+    database_error("outbox", "fsm_outbox", error)
+}
+
+impl<B: Backend> SqlOutbox<B> {
+    /// The outbox of the database behind `pool`; creates the runtime's tables if missing.
+    pub async fn new(pool: sqlx::Pool<B>) -> Result<Self, Error> {
+        crate::store::sql::migrate::<B>(&pool, "outbox").await?;
+        Ok(Self { pool, topic: None })
+    }
+
+    /// The same outbox, claiming only the messages of `topic` (a relay per broker or per
+    /// topic).
+    pub fn only_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &sqlx::Pool<B> {
+        &self.pool
+    }
+}
+
+impl<B: Backend> OutboxSource for SqlOutbox<B> {
+    async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
+        let now = now_micros();
+        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let mut tx = match B::DIALECT {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres | Dialect::MySql => self.pool.begin().await,
+        }
+        .map_err(outbox_error)?;
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let mut messages = B::outbox_pending(&mut tx, now, self.topic.as_deref(), limit).await.map_err(outbox_error)?;
+        for message in &mut messages {
+            B::outbox_update(&mut tx, OutboxStatements::of(B::DIALECT).claim, until, message.sequence)
+                .await
+                .map_err(outbox_error)?;
+            message.attempts += 1;
+        }
+        tx.commit().await.map_err(outbox_error)?;
+        Ok(messages)
+    }
+
+    async fn mark_published(&self, sequence: i64) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        B::outbox_update(&mut conn, OutboxStatements::of(B::DIALECT).mark, now_micros(), sequence)
+            .await
+            .map_err(outbox_error)
+    }
+
+    async fn release(&self, sequence: i64) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        B::outbox_release(&mut conn, sequence).await.map_err(outbox_error)
+    }
+}
+
+/// Implements [`Outbox`](crate::outbox::Outbox) and [`Inbox`](crate::inbox::Inbox) for the
+/// connection type of one backend.
+macro_rules! impl_outbox {
+    ($conn:ty, $db:ty) => {
+        impl $crate::outbox::Outbox for $conn {
+            async fn enqueue(&mut self, message: $crate::outbox::OutboxMessage) -> Result<String, $crate::BoxError> {
+                let id = $crate::outbox::new_message_id();
+                <$db as $crate::store::sql::Backend>::outbox_insert(self, &id, &message).await?;
+                Ok(id)
+            }
+        }
+
+        impl $crate::inbox::Inbox for $conn {
+            async fn record(&mut self, consumer: &str, message_id: &str) -> Result<bool, $crate::BoxError> {
+                Ok(<$db as $crate::store::sql::Backend>::inbox_insert(self, consumer, message_id).await?)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_outbox;

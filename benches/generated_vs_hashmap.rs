@@ -10,8 +10,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fsm_runtime::{MemoryStore, StateMachine, Store};
 use fsm_suite::order::{OrderEvent, OrderState};
 
+/// Every (state, state) pair: the inputs of `can_transition`.
+type Moves = Vec<(OrderState, OrderState)>;
+/// Every (state, event) pair: the inputs of `fire`.
+type Fires = Vec<(OrderState, OrderEvent)>;
+
 /// Every (state, state) pair and every (state, event) pair, so each iteration covers the table.
-fn pairs() -> (Vec<(OrderState, OrderState)>, Vec<(OrderState, OrderEvent)>) {
+fn pairs() -> (Moves, Fires) {
     let states = OrderState::STATES;
     let events = <OrderState as StateMachine>::EVENTS;
     let moves = states.iter().flat_map(|&a| states.iter().map(move |&b| (a, b))).collect();

@@ -37,13 +37,11 @@ async fn main() -> Result<(), BoxError> {
 /// `--database-url URL`, else `DATABASE_URL`, else an in-memory SQLite database.
 fn database_url() -> Result<String, BoxError> {
     let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--database-url" => return args.next().ok_or_else(|| "--database-url needs a URL".into()),
-            other => return Err(format!("unknown argument `{other}` (expected --database-url URL)").into()),
-        }
+    match args.next().as_deref() {
+        Some("--database-url") => args.next().ok_or_else(|| "--database-url needs a URL".into()),
+        Some(other) => Err(format!("unknown argument `{other}` (expected --database-url URL)").into()),
+        None => Ok(std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".to_owned())),
     }
-    Ok(std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".to_owned()))
 }
 
 async fn run<S: Store<OrderState> + 'static>(store: S) -> Result<(), BoxError> {

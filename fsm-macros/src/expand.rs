@@ -84,6 +84,7 @@ pub struct Bodies {
     event_sources: TokenStream,
     event_targets: TokenStream,
     event_is_cyclic: TokenStream,
+    is_strict: TokenStream,
     /// Whether the bodies are stubs (their parameters are then unused).
     stub: bool,
 }
@@ -109,7 +110,8 @@ impl Bodies {
             fire: unreachable.clone(),
             event_sources: unreachable.clone(),
             event_targets: unreachable.clone(),
-            event_is_cyclic: unreachable,
+            event_is_cyclic: unreachable.clone(),
+            is_strict: unreachable,
             stub: true,
         }
     }
@@ -163,6 +165,21 @@ impl Bodies {
             })
         } else {
             quote!(#core::matches!((from, to), #(#pairs)|*))
+        };
+        let stricts: Vec<TokenStream> = machine
+            .states
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.transitions.iter().any(|t| t.strict))
+            .map(|(index, _)| state(index))
+            .collect();
+        let is_strict = if stricts.is_empty() {
+            quote!({
+                let _ = target;
+                false
+            })
+        } else {
+            quote!(#core::matches!(target, #(#stricts)|*))
         };
         let terminals: Vec<TokenStream> =
             (0..machine.states.len()).filter(|index| table.is_terminal(*index)).map(state).collect();
@@ -229,6 +246,7 @@ impl Bodies {
             event_sources: quote!(match event { #(#all_events => #event_sources,)* }),
             event_targets: quote!(match event { #(#all_events => #event_targets,)* }),
             event_is_cyclic: quote!(match event { #(#all_events => #cyclic,)* }),
+            is_strict,
             stub: false,
         }
     }
@@ -258,6 +276,7 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
         event_sources,
         event_targets,
         event_is_cyclic,
+        is_strict,
         stub,
     } = bodies;
     let allow_unused = stub.then(|| quote!(#[allow(unused_variables)]));
@@ -365,6 +384,10 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
 
                 fn event_name(event: #event) -> &'static str {
                     #event::as_str(event)
+                }
+
+                fn is_strict(target: Self) -> bool {
+                    #is_strict
                 }
             }
 

@@ -77,6 +77,8 @@ pub struct Transition {
     pub from: Vec<Ident>,
     /// The event, when one is named.
     pub on: Option<Ident>,
+    /// `strict`: reaching the target through another request is an error, not a no-op.
+    pub strict: bool,
 }
 
 /// One event of the generated event enum.

@@ -20,7 +20,7 @@ const MACHINE_KEYS: &[&str] = &["rename_all", "event", "name", "table", "id", "c
 /// The keys of `#[state(...)]`.
 const STATE_KEYS: &[&str] = &["initial", "terminal", "rename"];
 /// The keys of `#[transition(...)]`.
-const TRANSITION_KEYS: &[&str] = &["from", "on"];
+const TRANSITION_KEYS: &[&str] = &["from", "on", "strict"];
 
 /// What `#[derive(StateMachine)]` accepts, for error messages.
 const ONLY_UNIT_ENUMS: &str = "`#[derive(StateMachine)]` only supports enums whose variants are unit variants \
@@ -194,6 +194,7 @@ fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, errors: &
         } else if attr.path().is_ident("transition") {
             let mut from = None;
             let mut on = None;
+            let mut strict = false;
             let mut seen = Vec::new();
             let result = attr.parse_nested_meta(|meta| {
                 let Some(key) = known_key(&meta, "transition", TRANSITION_KEYS, errors)? else {
@@ -202,7 +203,9 @@ fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, errors: &
                 if !first_use(&meta, key, &mut seen, errors) {
                     return skip_value(meta.input);
                 }
-                if key == "from" {
+                if key == "strict" {
+                    strict = true;
+                } else if key == "from" {
                     let list = ident_list(meta.value()?)?;
                     if list.is_empty() {
                         return Err(meta.error("`from` needs at least one state"));
@@ -219,7 +222,7 @@ fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, errors: &
             }
             let missing = from.is_none();
             match from {
-                Some(from) => transitions.push(Transition { from, on }),
+                Some(from) => transitions.push(Transition { from, on, strict }),
                 None if failed => {}
                 None => errors.push(syn::Error::new_spanned(
                     attr,

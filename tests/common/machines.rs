@@ -47,3 +47,18 @@ pub enum Light {
     #[transition(from = Green, on = Next)]
     Yellow,
 }
+
+/// A machine with a strict transition: capturing twice through two different requests is an
+/// error, not a no-op.
+#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[state_machine(rename_all = "snake_case", event = PaymentEvent, table = "payments")]
+pub enum Payment {
+    #[state(initial)]
+    Authorized,
+    #[transition(from = Authorized, on = Capture, strict)]
+    Captured,
+    #[transition(from = Authorized, on = Void)]
+    Voided,
+    #[transition(from = Captured, on = Refund)]
+    Refunded,
+}

@@ -13,7 +13,7 @@ use fsm_runtime::inbox::Inbox as _;
 use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay, RelayReport};
 
 use crate::common::backends::RawAccess;
-use crate::common::machines::{Light, LightEvent, Order, OrderEvent, Ticket, TicketEvent};
+use crate::common::machines::{Light, LightEvent, Order, OrderEvent, Payment, PaymentEvent, Ticket, TicketEvent};
 
 /// Create is idempotent: the second create reports the existing entity and writes nothing.
 pub async fn create_is_idempotent<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
@@ -604,4 +604,36 @@ where
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 40);
+}
+
+/// A strict target: the same request (same key) replays; any other request that finds the
+/// entity already there is an error.
+pub async fn strict_target_refuses_another_request<S: Store<Payment> + RawAccess + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
+    use fsm_runtime::StateMachine as _;
+    assert!(Payment::is_strict(Payment::Captured));
+    assert!(!Payment::is_strict(Payment::Voided) && !Payment::is_strict(Payment::Refunded));
+    store.create(1).await.unwrap();
+    let capture = |seq: i64| {
+        TransitionRequest::fire(1, PaymentEvent::Capture).idempotency_key(key(&table, seq), fingerprint("capture"))
+    };
+    assert!(store.apply(capture(1)).await.unwrap().is_applied());
+    assert_eq!(
+        store.apply(capture(1)).await.unwrap(),
+        Outcome::Replayed { from: Payment::Authorized, to: Payment::Captured, version: 1 }
+    );
+    let error = store.apply(capture(2)).await.unwrap_err();
+    assert!(matches!(error, Error::ReachedByAnotherRequest { state: "captured", .. }), "{error:?}");
+    let error = store.transition(1, Payment::Captured).await.unwrap_err();
+    assert!(matches!(error, Error::ReachedByAnotherRequest { state: "captured", .. }), "{error:?}");
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Payment::Captured, version: 1 });
+    // A non-strict target stays a no-op.
+    store.create(2).await.unwrap();
+    assert!(store.fire(2, PaymentEvent::Void).await.unwrap().is_applied());
+    assert_eq!(
+        store.fire(2, PaymentEvent::Void).await.unwrap(),
+        Outcome::AlreadyApplied { state: Payment::Voided, version: 1 }
+    );
 }

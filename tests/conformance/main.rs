@@ -57,6 +57,7 @@ macro_rules! conformance {
                 outbox_message_iff_applied: Order,
                 relay_crash_republishes_with_the_same_id: Order,
                 concurrent_relays_share_the_work: Order,
+                strict_target_refuses_another_request: Payment,
             );
         }
     };

@@ -92,9 +92,15 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Ok(store)
     }
 
-    /// Connects to `url` with a default pool and builds the store.
+    /// Connects to `url` with a default pool (whose connection attempts give up after 5
+    /// seconds: a server that is down is a retryable [`Error::Database`], not a hang) and builds
+    /// the store. Build the pool yourself and call [`SqlStore::new`] for other settings.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let pool = sqlx::Pool::<B>::connect(url).await.map_err(|e| database_error(M::MACHINE, "(connect)", e))?;
+        let pool = sqlx::pool::PoolOptions::<B>::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| database_error(M::MACHINE, "(connect)", e))?;
         Self::new(pool).await
     }
 

@@ -4,7 +4,7 @@ use fsm_runtime::StateMachine;
 
 /// The life of an order.
 #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[state_machine(rename_all = "snake_case", event = OrderEvent, table = "orders")]
+#[state_machine(name = "Order", rename_all = "snake_case", event = OrderEvent, table = "orders")]
 pub enum OrderState {
     /// Placed, not paid.
     #[state(initial)]

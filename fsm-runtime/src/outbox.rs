@@ -112,20 +112,6 @@ pub trait OutboxSource: Send + Sync {
     fn release(&self, sequence: i64) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-impl<S: OutboxSource> OutboxSource for &S {
-    fn claim(&self, batch: usize, lease: Duration) -> impl Future<Output = Result<Vec<PendingMessage>, Error>> + Send {
-        (**self).claim(batch, lease)
-    }
-
-    fn mark_published(&self, sequence: i64) -> impl Future<Output = Result<(), Error>> + Send {
-        (**self).mark_published(sequence)
-    }
-
-    fn release(&self, sequence: i64) -> impl Future<Output = Result<(), Error>> + Send {
-        (**self).release(sequence)
-    }
-}
-
 impl<S: OutboxSource> OutboxSource for std::sync::Arc<S> {
     fn claim(&self, batch: usize, lease: Duration) -> impl Future<Output = Result<Vec<PendingMessage>, Error>> + Send {
         (**self).claim(batch, lease)

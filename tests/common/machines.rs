@@ -2,23 +2,8 @@
 
 use fsm_runtime::StateMachine;
 
-/// The order machine of the conformance suite.
-#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[state_machine(rename_all = "snake_case", event = OrderEvent, table = "orders")]
-pub enum Order {
-    #[state(initial)]
-    Created,
-    #[transition(from = Created, on = Pay)]
-    Paid,
-    #[transition(from = Paid, on = Ship)]
-    Shipped,
-    #[transition(from = Shipped, on = Deliver)]
-    Delivered,
-    #[transition(from = [Created, Paid], on = Cancel)]
-    Cancelled,
-    #[transition(from = [Shipped, Delivered], on = Refund)]
-    Refunded,
-}
+/// The order machine of the conformance suite: the one of the examples and the README.
+pub use fsm_suite::order::{OrderEvent, OrderState as Order};
 
 /// A machine with an event of two targets: `Close` leads from `Open` to `Closed` and from
 /// `Resolved` to `Archived`.

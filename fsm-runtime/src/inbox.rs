@@ -4,11 +4,11 @@
 //!
 //! ```no_run
 //! use fsm_runtime::inbox::Inbox;
-//! # async fn consume(pool: sqlx::PgPool, message: fsm_runtime::outbox::PendingMessage) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # async fn consume(pool: sqlx::SqlitePool, message: fsm_runtime::outbox::PendingMessage) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let mut tx = pool.begin().await?;
 //! if tx.record("receipts-mailer", &message.message_id).await? {
 //!     // First delivery: do the work in the same transaction.
-//!     sqlx::query("INSERT INTO receipts (message_id) VALUES ($1)").bind(&message.message_id).execute(&mut *tx).await?;
+//!     sqlx::query("INSERT INTO receipts (message_id) VALUES (?)").bind(&message.message_id).execute(&mut *tx).await?;
 //! }
 //! tx.commit().await?;
 //! # Ok(()) }

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay};
-//! use fsm_runtime::{BoxError, MemoryStore, StateMachine, Store, TransitionRequest};
+//! use fsm_runtime::{BoxError, MemoryStore, MemoryTx, StateMachine, Store, TransitionRequest};
 //!
 //! #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
 //! enum Order { #[state(initial)] Created, #[transition(from = Created)] Paid }
@@ -26,7 +26,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = MemoryStore::<Order>::new();
 //! store.create(1).await?;
-//! let pay = TransitionRequest::to(1, Order::Paid).effect(|tx| {
+//! let pay = TransitionRequest::<Order, MemoryTx>::to(1, Order::Paid).effect(|tx| {
 //!     Box::pin(async move {
 //!         tx.enqueue(OutboxMessage::new("receipts", serde_json::json!({"order": 1}))).await?;
 //!         Ok(())

@@ -13,6 +13,37 @@
 //! | anything else | [`Error::InvalidTransition`] | nothing |
 //! | no such row | [`Error::NotFound`] | nothing |
 //! | a string no state maps to | [`Error::UnknownState`] | nothing |
+//!
+//! ```
+//! use fsm_runtime::{MemoryStore, Outcome, StateMachine, Store};
+//!
+//! #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+//! #[state_machine(rename_all = "snake_case", event = PaymentEvent)]
+//! enum Payment {
+//!     #[state(initial)]
+//!     Pending,
+//!     #[transition(from = Pending, on = Capture)]
+//!     Captured,
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStore::<Payment>::new();
+//! store.create(7).await?;
+//! assert!(store.fire(7, PaymentEvent::Capture).await?.is_applied());
+//! assert!(matches!(store.fire(7, PaymentEvent::Capture).await?, Outcome::AlreadyApplied { .. }));
+//! # Ok::<(), fsm_runtime::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Around the compare-and-set: [`TransitionRequest::expect_version`] (optimistic locking),
+//! [`Store::transition_from`] (compare-and-set on an observed state), [`Store::lock`]
+//! (pessimistic locking), [`TransitionRequest::effect`] (work in the same transaction),
+//! [`TransitionRequest::idempotency_key`] and [`Store::run_once`] (idempotency keys), and
+//! [`outbox`] / [`inbox`] (messages sent exactly once).
+//!
+//! Features: `sqlite` (default) for [`SqliteStore`], `postgres` for [`PostgresStore`], `mysql`
+//! for [`MySqlStore`] (MySQL and MariaDB), `serde` to (de)serialise derived states as their
+//! stored names. [`MemoryStore`] is always there.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

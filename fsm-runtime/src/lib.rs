@@ -57,6 +57,7 @@ mod machine_error;
 pub mod mapping;
 pub mod outbox;
 mod outcome;
+mod retry;
 pub mod store;
 
 pub use entity_id::EntityId;
@@ -67,6 +68,7 @@ pub use machine::{Edge, StateMachine};
 pub use machine_error::{InvalidEvent, UnknownState};
 pub use mapping::TableMapping;
 pub use outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+pub use retry::retry_on_conflict;
 #[cfg(feature = "_sql")]
 pub use sqlx;
 pub use store::memory::{MemoryLocked, MemoryOutbox, MemoryStore, MemoryTransition, MemoryTx};

@@ -637,3 +637,36 @@ pub async fn strict_target_refuses_another_request<S: Store<Payment> + RawAccess
         Outcome::AlreadyApplied { state: Payment::Voided, version: 1 }
     );
 }
+
+/// A decision taken on a stale read conflicts; `retry_on_conflict` reads and decides again.
+pub async fn retry_on_conflict_decides_again<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let attempts = AtomicUsize::new(0);
+    let outcome = fsm_runtime::retry_on_conflict(5, || async {
+        let now = store.get(1).await?;
+        if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Another caller pays the order between our read and our write.
+            store.transition(1, Order::Paid).await?;
+        }
+        let next = match now.state {
+            Order::Created => Order::Cancelled,
+            Order::Paid => Order::Shipped,
+            other => panic!("unexpected state {other:?}"),
+        };
+        store.transition_from(1, now.state, next).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(outcome, Outcome::Applied { from: Order::Paid, to: Order::Shipped, version: 2 });
+    // A conflict that never resolves is returned after the last attempt.
+    let tries = AtomicUsize::new(0);
+    let error = fsm_runtime::retry_on_conflict(3, || {
+        tries.fetch_add(1, Ordering::SeqCst);
+        store.transition_from(1, Order::Paid, Order::Cancelled)
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(error, Error::Conflict { expected: "paid", actual: "shipped", .. }), "{error:?}");
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+}

@@ -58,6 +58,7 @@ macro_rules! conformance {
                 relay_crash_republishes_with_the_same_id: Order,
                 concurrent_relays_share_the_work: Order,
                 strict_target_refuses_another_request: Payment,
+                retry_on_conflict_decides_again: Order,
             );
         }
     };

@@ -25,6 +25,10 @@ where
     let store = Arc::new(store);
     case(store.clone(), table.clone()).await;
     store.cleanup(&table).await;
+    // The SQLite store's database file (other backends have none).
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{table}.db{suffix}")));
+    }
 }
 
 macro_rules! conformance {

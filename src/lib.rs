@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod order;
+pub mod order_demo;
+pub mod payments;
 
 /// The README's Rust code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,226 @@
+//! The payment service of `examples/payments`: an HTTP API (axum) over the payment machine.
+//!
+//! Every state change of a payment is a transition of [`PaymentState`]; capture debits the
+//! account with a conditional update and enqueues a receipt in the outbox, both as effects in
+//! the transaction of the transition. Every `POST` takes an `Idempotency-Key` header: the first
+//! response is stored under the key in the same transaction as the work, and a retry with the
+//! same key and request gets it again with `Idempotent-Replayed: true`.
+//!
+//! | endpoint | does |
+//! |---|---|
+//! | `POST /accounts` `{"balance": 10000}` | opens an account (201) |
+//! | `GET /accounts/{id}` | its balance |
+//! | `POST /payments` `{"account_id": "acc_…", "amount": 2500}` | a payment intent, `created` (201) |
+//! | `POST /payments/{id}/authorize` | `created` → `authorized` |
+//! | `POST /payments/{id}/capture` | `authorized` → `captured`: debits the account, enqueues a receipt (strict) |
+//! | `POST /payments/{id}/refund` | `captured` → `refunded`: credits the account, enqueues a receipt (strict) |
+//! | `POST /payments/{id}/cancel` | `created` or `authorized` → `cancelled` |
+//! | `GET /payments/{id}` | the payment and its history |
+//!
+//! Errors are RFC 9457 problem bodies ([`Problem`]).
+
+mod keys;
+mod ledger;
+mod machine;
+mod problem;
+mod routes;
+
+use std::future::Future;
+use std::time::Duration;
+
+use fsm_runtime::outbox::{PendingMessage, Publisher, Relay};
+use fsm_runtime::sqlx;
+use fsm_runtime::{BoxError, Error, SqlOutbox, SqlStore};
+use serde::Serialize;
+
+pub use keys::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, StoredResponse, idempotency_key};
+pub use ledger::{Ledger, PaymentRow};
+pub use machine::{PaymentEvent, PaymentState};
+pub use problem::{PROBLEM_JSON, PROBLEM_TYPE_BASE, Problem};
+
+/// The outbox topic of receipts.
+pub const RECEIPTS: &str = "payment_receipts";
+
+/// The payment service on one database: the store of the payment machine, on the pool that
+/// also holds `accounts` and `payments`.
+#[derive(Debug)]
+pub struct PaymentService<B: Ledger> {
+    store: SqlStore<PaymentState, B>,
+}
+
+impl<B: Ledger> Clone for PaymentService<B> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone() }
+    }
+}
+
+impl<B: Ledger> PaymentService<B> {
+    /// Creates the service's tables (`accounts`, `payments`) and the runtime's (history,
+    /// idempotency keys, outbox) if missing, and builds the store.
+    pub async fn new(pool: sqlx::Pool<B>) -> Result<Self, BoxError> {
+        let mut conn = pool.acquire().await?;
+        B::create_tables(&mut conn).await?;
+        drop(conn);
+        Ok(Self { store: SqlStore::new(pool).await? })
+    }
+
+    /// The store of the payment machine.
+    pub fn store(&self) -> &SqlStore<PaymentState, B> {
+        &self.store
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &sqlx::Pool<B> {
+        self.store.pool()
+    }
+
+    /// The HTTP API.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.clone())
+    }
+
+    /// The outbox of receipts, for a relay.
+    pub async fn receipts(&self) -> Result<SqlOutbox<B>, Error> {
+        Ok(SqlOutbox::new(self.pool().clone()).await?.only_topic(RECEIPTS))
+    }
+
+    /// Reads a payment.
+    pub async fn payment(&self, id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        B::read_payment(&mut conn, id).await
+    }
+
+    /// How many receipts the outbox holds for a payment, and how many of them were published.
+    pub async fn receipts_of(&self, payment_id: &str) -> Result<(i64, i64), sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        B::count_receipts(&mut conn, payment_id).await
+    }
+
+    /// The balance of an account.
+    pub async fn balance(&self, account_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        B::account_balance(&mut conn, account_id).await
+    }
+}
+
+/// Serves the API on `listener` and relays receipts from the outbox (to the log, see
+/// [`LogPublisher`]) until `shutdown` completes; then stops accepting, finishes the requests in
+/// flight and stops the relay.
+pub async fn serve<B: Ledger>(
+    service: PaymentService<B>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let relay = Relay::new(service.receipts().await?);
+    let (stop_relay, stopped) = tokio::sync::watch::channel(());
+    let relay = tokio::spawn(async move {
+        let mut stopped = stopped;
+        relay
+            .run(&LogPublisher, Duration::from_millis(200), async move { while stopped.changed().await.is_ok() {} })
+            .await;
+    });
+    tracing::info!(address = %listener.local_addr()?, "payment service listening");
+    let served = axum::serve(listener, service.router()).with_graceful_shutdown(shutdown).await;
+    drop(stop_relay);
+    relay.await?;
+    tracing::info!("payment service stopped");
+    Ok(served?)
+}
+
+/// A relay's publisher that writes each receipt to the log (a stand-in for a broker or a
+/// mailer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogPublisher;
+
+impl Publisher for LogPublisher {
+    async fn publish(&self, message: &PendingMessage) -> Result<(), BoxError> {
+        tracing::info!(
+            message_id = %message.message_id,
+            topic = %message.topic,
+            payment = message.key.as_deref().unwrap_or("-"),
+            payload = %message.payload,
+            "receipt published"
+        );
+        Ok(())
+    }
+}
+
+/// A pool on SQLite for the service: WAL (readers do not wait for the writer), a 30 s busy
+/// timeout (writers queue instead of failing), the file created if missing. `sqlite::memory:`
+/// gets one connection, since an in-memory database lives as long as its connection.
+pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let options: SqliteConnectOptions = url.parse()?;
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let options = options.create_if_missing(true).busy_timeout(Duration::from_secs(30));
+    let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
+    SqlitePoolOptions::new().max_connections(if in_memory { 1 } else { 8 }).connect_with(options).await
+}
+
+/// Connects to `url` (`sqlite:…`, `postgres://…`, `mysql://…`), creates the tables and serves
+/// until `shutdown` completes.
+pub async fn serve_url(
+    url: &str,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let timeout = Duration::from_secs(5);
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let pool =
+            sqlx::postgres::PgPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
+        serve(PaymentService::<sqlx::Postgres>::new(pool).await?, listener, shutdown).await
+    } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let pool =
+            sqlx::mysql::MySqlPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
+        serve(PaymentService::<sqlx::MySql>::new(pool).await?, listener, shutdown).await
+    } else if url.starts_with("sqlite:") {
+        serve(PaymentService::<sqlx::Sqlite>::new(sqlite_pool(url).await?).await?, listener, shutdown).await
+    } else {
+        Err(format!("unsupported database URL `{url}` (expected sqlite:, postgres:// or mysql://)").into())
+    }
+}
+
+/// A capture's debit found the balance too low: the effect's error, which rolls the capture
+/// back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsufficientFunds {
+    /// The account.
+    pub account_id: String,
+    /// The amount it could not pay.
+    pub amount: i64,
+}
+
+impl std::fmt::Display for InsufficientFunds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "account `{}` cannot pay {}: its balance is lower", self.account_id, self.amount)
+    }
+}
+
+impl std::error::Error for InsufficientFunds {}
+
+/// A new payment names an account that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAccount(pub String);
+
+impl std::fmt::Display for UnknownAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "account `{}` does not exist", self.0)
+    }
+}
+
+impl std::error::Error for UnknownAccount {}
+
+/// A payment as the API shows it after a transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentView {
+    /// Its id.
+    pub id: String,
+    /// The account it debits.
+    pub account_id: String,
+    /// The amount, in minor units.
+    pub amount: i64,
+    /// Its state.
+    pub state: &'static str,
+    /// Its version.
+    pub version: i64,
+}

@@ -45,6 +45,17 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether the driver error is a deadlock (or serialisation failure): the database rolled the
+/// transaction back.
+///
+/// MySQL/MariaDB report one when the holder of an uncommitted key rolls back while several
+/// transactions wait to insert the same key: each waiter holds the shared lock of its
+/// duplicate-key check and wants the exclusive lock to insert, so all but one are chosen as
+/// victims (`1213`, SQLSTATE `40001`).
+pub(crate) fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+}
+
 /// Whether the driver error is a violation of a primary key or unique constraint.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())

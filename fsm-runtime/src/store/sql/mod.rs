@@ -26,7 +26,7 @@ use crate::store::keyed::{already_applied, encode_applied, encode_result, replay
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
 use crate::store::request::{Effect, OpFuture};
 use crate::store::sql::backend::{HistoryRow, OneStatement};
-use crate::store::sql::db_error::{database_error, is_unique_violation};
+use crate::store::sql::db_error::{database_error, is_deadlock, is_unique_violation};
 use crate::store::sql::dialect::{Dialect, Statements};
 use crate::store::{Store, TransitionRequest};
 
@@ -293,9 +293,16 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             if let Some((key, fingerprint)) = key {
                 let outcome = encode_applied(from, plan.target, version);
                 let inserted =
-                    B::insert_key(&mut tx, &self.statements.insert_key, key, fingerprint, &outcome, now_micros())
+                    match B::insert_key(&mut tx, &self.statements.insert_key, key, fingerprint, &outcome, now_micros())
                         .await
-                        .map_err(|e| self.db(e))?;
+                    {
+                        Ok(inserted) => inserted,
+                        // The key's holder rolled back and the requests that waited for it
+                        // deadlocked (MySQL/MariaDB); the key insert is this transaction's first
+                        // statement, so nothing ran: read and claim again.
+                        Err(error) if is_deadlock(&error) => 0,
+                        Err(error) => return Err(self.db(error)),
+                    };
                 if inserted == 0 {
                     // Stored by a concurrent request with the same key: read it again.
                     tx.rollback().await.map_err(|e| self.db(e))?;
@@ -443,9 +450,14 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
             let mut tx = self.pool.begin().await.map_err(keys)?;
             // Claims the key; a concurrent claim of the same key waits here for the first to
             // commit (and then finds it stored) or to roll back (and then claims it).
-            let inserted = B::insert_key(&mut tx, &self.statements.insert_key, &key, &fingerprint, "", now_micros())
-                .await
-                .map_err(keys)?;
+            let inserted =
+                match B::insert_key(&mut tx, &self.statements.insert_key, &key, &fingerprint, "", now_micros()).await {
+                    Ok(inserted) => inserted,
+                    // The first claim rolled back and the requests that waited for it deadlocked
+                    // (MySQL/MariaDB): nothing ran in this transaction, so claim again.
+                    Err(error) if is_deadlock(&error) => 0,
+                    Err(error) => return Err(keys(error)),
+                };
             if inserted == 0 {
                 tx.rollback().await.map_err(keys)?;
                 let mut conn = self.conn().await?;

@@ -14,10 +14,10 @@
 //! `SELECT` to say why); SQLite and MySQL `Applied` = 5 (`SELECT`, `BEGIN`, `UPDATE`,
 //! `INSERT` history, `COMMIT`), no-op = 1 (the `SELECT`).
 //!
-//! Known gap, left failing on purpose until decided: on SQLite, sqlx 0.9 executes `BEGIN` and
-//! `COMMIT` in the connection's worker (`Command::Begin` / `Command::Commit`, straight through
-//! the SQLite handle) without its query logger, so `sqlite::applied_path` sees only the
-//! `SELECT`, `UPDATE` and `INSERT` (3) although the store does open and commit a transaction.
+//! On SQLite, sqlx 0.9 executes `BEGIN` and `COMMIT` in the connection's worker
+//! (`Command::Begin` / `Command::Commit`, straight through the SQLite handle) without its query
+//! logger, so the log shows the `SELECT`, `UPDATE` and `INSERT` (3);
+//! `sqlite_applied_path_is_one_transaction` counts the one commit with SQLite's commit hook.
 
 #[path = "common/mod.rs"]
 mod common;

@@ -39,26 +39,36 @@
 //! [`Store::transition_from`] (compare-and-set on an observed state), [`Store::lock`]
 //! (pessimistic locking), [`TransitionRequest::effect`] (work in the same transaction),
 //! [`TransitionRequest::idempotency_key`] and [`Store::run_once`] (idempotency keys), and
-//! [`outbox`] / [`inbox`] (messages sent exactly once).
+//! [`outbox`] / [`inbox`] (messages sent exactly once). Beside the machines: [`token`]
+//! (single-use tokens), [`lock`] (leases with fencing tokens) and [`fence`] (transitions that
+//! a holder whose lease was taken over cannot write).
 //!
 //! Features: `sqlite` (default) for [`SqliteStore`], `postgres` for [`PostgresStore`], `mysql`
 //! for [`MySqlStore`] (MySQL and MariaDB), `serde` to (de)serialise derived states as their
-//! stored names. [`MemoryStore`] is always there.
+//! stored names, `redis` for tokens and leases on Redis. [`MemoryStore`] is always there.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod entity_id;
 mod error;
+pub mod fence;
 pub mod idempotency;
 pub mod inbox;
+pub mod lock;
 mod machine;
 mod machine_error;
 pub mod mapping;
 pub mod outbox;
 mod outcome;
+mod random;
+#[cfg(feature = "redis")]
+mod redis_connection;
 mod retry;
+#[cfg(feature = "_sql")]
+mod sql_tables;
 pub mod store;
+pub mod token;
 
 pub use entity_id::EntityId;
 pub use error::{BoxError, Error};
@@ -68,7 +78,11 @@ pub use machine::{Edge, StateMachine};
 pub use machine_error::{InvalidEvent, UnknownState};
 pub use mapping::TableMapping;
 pub use outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+#[cfg(feature = "redis")]
+pub use redis;
 pub use retry::retry_on_conflict;
+#[cfg(feature = "_sql")]
+pub use sql_tables::SqlTables;
 #[cfg(feature = "_sql")]
 pub use sqlx;
 pub use store::memory::{MemoryLocked, MemoryOutbox, MemoryStore, MemoryTransition, MemoryTx};

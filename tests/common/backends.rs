@@ -2,6 +2,7 @@
 //!
 //! - `FSM_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
 //! - `FSM_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`)
+//! - `FSM_REDIS_URL` (default `redis://127.0.0.1:6379`)
 //! - `FSM_REQUIRE_SERVERS=1`: a server that does not answer fails the test instead of skipping
 //!   it (CI sets it). Without it, a test whose server is unreachable prints a `SKIPPED` line on
 //!   the terminal and passes, so `cargo test` works on a machine without servers.
@@ -27,6 +28,11 @@ pub fn mysql_url() -> String {
     std::env::var("FSM_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
 }
 
+/// The URL of the test Redis server.
+pub fn redis_url() -> String {
+    std::env::var("FSM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
 /// Whether an unreachable server fails the test (CI) instead of skipping it.
 pub fn servers_required() -> bool {
     std::env::var("FSM_REQUIRE_SERVERS").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
@@ -39,6 +45,7 @@ pub fn servers_required() -> bool {
 fn unreachable(what: &str, url: &str, error: &dyn std::fmt::Display, test: &str) {
     let hint = match what {
         "PostgreSQL" => "FSM_POSTGRES_URL",
+        "Redis" => "FSM_REDIS_URL",
         _ => "FSM_MYSQL_URL",
     };
     assert!(
@@ -99,6 +106,27 @@ pub async fn mysql_pool(test: &str) -> Option<MySqlPool> {
             None
         }
     }
+}
+
+/// The URL of the test Redis server, or `None` (test skipped) when it does not answer.
+pub fn redis_available(test: &str) -> Option<String> {
+    let url = redis_url();
+    let client = fsm_runtime::redis::Client::open(url.as_str()).expect("FSM_REDIS_URL is a Redis URL");
+    let (host, port) = match client.get_connection_info().addr() {
+        fsm_runtime::redis::ConnectionAddr::Tcp(host, port)
+        | fsm_runtime::redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+        other => panic!("FSM_REDIS_URL must name a TCP address, not {other:?}"),
+    };
+    if let Err(error) = listening(&host, port) {
+        unreachable("Redis", &url, &error, test);
+        return None;
+    }
+    Some(url)
+}
+
+/// A Redis key prefix no other test (or test run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    format!("{}:", unique_table(test))
 }
 
 /// A pool on a new SQLite database file in the temporary directory (WAL, 5 s busy timeout).

@@ -1,0 +1,6 @@
+-- Fences: the highest fencing token each protected resource (an entity) has accepted. A write
+-- carrying a lower token is refused, in the write's own transaction.
+CREATE TABLE IF NOT EXISTS fsm_fences (
+    resource VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+    highest  BIGINT       NOT NULL
+) ENGINE = InnoDB;

@@ -30,6 +30,7 @@ pub type StoredHistory = (i64, String, String, Option<String>, i64);
 /// The arguments of the one-statement transition (PostgreSQL).
 #[derive(Debug, Clone, Copy)]
 #[doc(hidden)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub struct OneStatement<'a> {
     pub(crate) id: &'a EntityId,
     pub(crate) sources: &'a [&'static str],

@@ -26,10 +26,7 @@ pub(super) fn router<B: Ledger>(service: PaymentService<B>) -> Router {
         .route("/accounts/{id}", get(read_account::<B>))
         .route("/payments", post(create_payment::<B>))
         .route("/payments/{id}", get(read_payment::<B>))
-        .route("/payments/{id}/authorize", post(authorize::<B>))
-        .route("/payments/{id}/capture", post(capture::<B>))
-        .route("/payments/{id}/refund", post(refund::<B>))
-        .route("/payments/{id}/cancel", post(cancel::<B>))
+        .route("/payments/{id}/{action}", post(fire_action::<B>))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(service)
@@ -219,48 +216,24 @@ struct TransitionCall {
     body: Result<Bytes, BytesRejection>,
 }
 
-async fn authorize<B: Ledger>(
+/// `POST /payments/{id}/{action}`: `authorize`, `capture`, `refund` or `cancel`; any other
+/// action is an unknown route (404).
+async fn fire_action<B: Ledger>(
     State(service): State<PaymentService<B>>,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let event = match action.as_str() {
+        "authorize" => PaymentEvent::Authorize,
+        "capture" => PaymentEvent::Capture,
+        "refund" => PaymentEvent::Refund,
+        "cancel" => PaymentEvent::Cancel,
+        _ => return Err(no_route(uri).await),
+    };
     let call = TransitionCall { id, path: uri.path().to_owned(), headers, body };
-    transition(&service, call, PaymentEvent::Authorize).await
-}
-
-async fn capture<B: Ledger>(
-    State(service): State<PaymentService<B>>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let call = TransitionCall { id, path: uri.path().to_owned(), headers, body };
-    transition(&service, call, PaymentEvent::Capture).await
-}
-
-async fn refund<B: Ledger>(
-    State(service): State<PaymentService<B>>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let call = TransitionCall { id, path: uri.path().to_owned(), headers, body };
-    transition(&service, call, PaymentEvent::Refund).await
-}
-
-async fn cancel<B: Ledger>(
-    State(service): State<PaymentService<B>>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let call = TransitionCall { id, path: uri.path().to_owned(), headers, body };
-    transition(&service, call, PaymentEvent::Cancel).await
+    transition(&service, call, event).await
 }
 
 /// Fires `event` on the payment, keyed by the request's `Idempotency-Key`, with the money

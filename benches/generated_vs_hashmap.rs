@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fsm_runtime::{MemoryStore, StateMachine, Store};
+use fsm_runtime::{Fingerprint, IdempotencyKey, MemoryStore, StateMachine, Store, TransitionRequest};
 use fsm_suite::order::{OrderEvent, OrderState};
 
 /// Every (state, state) pair: the inputs of `can_transition`.
@@ -68,6 +68,26 @@ fn memory_store(c: &mut Criterion) {
                 store.create(next).await.expect("create");
                 store.transition(next, OrderState::Paid).await.expect("pay")
             })
+        })
+    });
+    // The keyed path: the same work with an idempotency key and a fingerprint, then its replay.
+    let fingerprint = Fingerprint::of_bytes(b"pay");
+    c.bench_function("memory_store/keyed_create_and_pay", |b| {
+        b.iter(|| {
+            next += 1;
+            let key = IdempotencyKey::new("bench", next).expect("a valid key");
+            let request = TransitionRequest::to(next, OrderState::Paid).idempotency_key(key, fingerprint.clone());
+            runtime.block_on(async {
+                store.create(next).await.expect("create");
+                store.apply(request).await.expect("pay")
+            })
+        })
+    });
+    c.bench_function("memory_store/keyed_replay", |b| {
+        b.iter(|| {
+            let key = IdempotencyKey::new("bench", next).expect("a valid key");
+            let request = TransitionRequest::to(next, OrderState::Paid).idempotency_key(key, fingerprint.clone());
+            runtime.block_on(store.apply(request)).expect("replay")
         })
     });
 }

@@ -49,8 +49,18 @@ BASELINE=target/release/sqlite-baseline
 # A field of a one-line JSON object (numbers, booleans, null).
 field() { sed -E 's/.*"'"$1"'":("?)([^,"}]*)\1.*/\2/' <<<"$2"; }
 
-# record BACKEND SCENARIO CLIENTS SIDE TPS P50 P99 ERRORS CHECK EXTRA
-record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+# record BACKEND SCENARIO CLIENTS SIDE TPS P50 P99 ERRORS CHECK EXTRA. Also samples, after each
+# run, the 1-minute load average (which counts the benchmark's own clients and server
+# processes too) and how many compiler processes (rustc, cc, ld) other work was running.
+LOADS="$OUT/loadavg.txt"
+BUILDS="$OUT/builds.txt"
+: >"$LOADS"
+: >"$BUILDS"
+record() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+    cut -d' ' -f1 /proc/loadavg >>"$LOADS"
+    ps -eo comm= | grep -cxE 'rustc|cc|cc1|ld|clippy-driver' >>"$BUILDS" || true
+}
 
 # Runs the harness and records its line under side "lib".
 harness() {
@@ -163,7 +173,10 @@ ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a
 ge() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r != "-" && r + 0 >= t + 0) }'; }
 
 {
-    echo "bench/compare.sh: ${T} s per run; $(nproc) cores; load average at start $START_LOAD, at end $END_LOAD;" \
+    echo "bench/compare.sh: ${T} s per run; $(nproc) cores; load average at start $START_LOAD, at end $END_LOAD," \
+        "1-minute load after each run: median $(sort -n "$LOADS" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')," \
+        "max $(sort -n "$LOADS" | tail -1); runs during which other work was compiling:" \
+        "$(awk '$1 > 0' "$BUILDS" | wc -l) of $(wc -l <"$BUILDS");" \
         "$(psql_scalar 'SHOW server_version' | cut -d' ' -f1) PostgreSQL, $(pgbench --version | awk '{print $3}') pgbench;" \
         "${ELAPSED} s in all"
     echo

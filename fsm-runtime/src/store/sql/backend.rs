@@ -416,7 +416,10 @@ macro_rules! impl_backend {
             ) -> Result<Vec<$crate::outbox::PendingMessage>, sqlx::Error> {
                 use sqlx::Row as _;
                 let statements = $crate::store::sql::outbox::OutboxStatements::of($dialect);
-                let query = sqlx::query::<$db>(statements.pending).bind(now).bind(topic).bind(topic).bind(limit);
+                let query = match topic {
+                    Some(topic) => sqlx::query::<$db>(statements.pending_of_topic).bind(topic).bind(now).bind(limit),
+                    None => sqlx::query::<$db>(statements.pending).bind(now).bind(limit),
+                };
                 let rows = query.fetch_all(&mut *conn).await?;
                 rows.iter()
                     .map(|row| {

@@ -56,6 +56,20 @@ pub(crate) fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
 
+/// Whether the driver error is MySQL's "duplicate key name" (`1061`): a migration's
+/// `CREATE INDEX` found the index there (MySQL has no `CREATE INDEX IF NOT EXISTS`).
+#[cfg(feature = "mysql")]
+pub(crate) fn is_duplicate_index(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|mysql| mysql.number() == 1061))
+}
+
+/// Without the MySQL adapter no other database reports a duplicate index this way.
+#[cfg(not(feature = "mysql"))]
+pub(crate) fn is_duplicate_index(_error: &sqlx::Error) -> bool {
+    false
+}
+
 /// Whether the driver error is a violation of a primary key or unique constraint.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())

@@ -45,16 +45,19 @@ impl Dialect {
                 include_str!("../../../migrations/sqlite/0001_history.sql"),
                 include_str!("../../../migrations/sqlite/0002_idempotency_keys.sql"),
                 include_str!("../../../migrations/sqlite/0003_outbox.sql"),
+                include_str!("../../../migrations/sqlite/0004_outbox_topic_index.sql"),
             ],
             Self::Postgres => &[
                 include_str!("../../../migrations/postgres/0001_history.sql"),
                 include_str!("../../../migrations/postgres/0002_idempotency_keys.sql"),
                 include_str!("../../../migrations/postgres/0003_outbox.sql"),
+                include_str!("../../../migrations/postgres/0004_outbox_topic_index.sql"),
             ],
             Self::MySql => &[
                 include_str!("../../../migrations/mysql/0001_history.sql"),
                 include_str!("../../../migrations/mysql/0002_idempotency_keys.sql"),
                 include_str!("../../../migrations/mysql/0003_outbox.sql"),
+                include_str!("../../../migrations/mysql/0004_outbox_topic_index.sql"),
             ],
         }
     }

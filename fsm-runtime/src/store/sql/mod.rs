@@ -26,7 +26,7 @@ use crate::store::keyed::{already_applied, encode_applied, encode_result, replay
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
 use crate::store::request::{Effect, OpFuture};
 use crate::store::sql::backend::{HistoryRow, OneStatement};
-use crate::store::sql::db_error::{database_error, is_deadlock, is_unique_violation};
+use crate::store::sql::db_error::{database_error, is_deadlock, is_duplicate_index, is_unique_violation};
 use crate::store::sql::dialect::{Dialect, Statements};
 use crate::store::{Store, TransitionRequest};
 
@@ -356,6 +356,7 @@ pub(crate) async fn migrate<B: Backend>(pool: &sqlx::Pool<B>, machine: &'static 
         // the loser of `CREATE TABLE IF NOT EXISTS`; the table then exists.
         if let Err(error) = B::execute_plain(&mut conn, statement).await
             && !is_unique_violation(&error)
+            && !is_duplicate_index(&error)
         {
             return Err(database_error(machine, "fsm_history", error));
         }

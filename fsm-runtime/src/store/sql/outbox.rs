@@ -14,7 +14,11 @@ use crate::store::sql::dialect::Dialect;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OutboxStatements {
     pub(crate) insert: &'static str,
+    /// The pending messages of every topic (parameters: now, limit).
     pub(crate) pending: &'static str,
+    /// The pending messages of one topic (parameters: topic, now, limit), through the
+    /// `(topic, ...)` index so that only that topic's rows are read and locked.
+    pub(crate) pending_of_topic: &'static str,
     pub(crate) claim: &'static str,
     pub(crate) mark: &'static str,
     pub(crate) release: &'static str,
@@ -30,7 +34,10 @@ impl OutboxStatements {
                          VALUES ($1, $2, $3, $4, $5)",
                 pending: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
                           WHERE published_at_micros IS NULL AND claimed_until_micros < $1 \
-                          AND ($2::text IS NULL OR topic = $3) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED",
+                          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                pending_of_topic: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
+                                   WHERE topic = $1 AND published_at_micros IS NULL AND claimed_until_micros < $2 \
+                                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
                 claim: "UPDATE fsm_outbox SET claimed_until_micros = $1, attempts = attempts + 1 WHERE id = $2",
                 mark: "UPDATE fsm_outbox SET published_at_micros = $1 WHERE id = $2",
                 release: "UPDATE fsm_outbox SET claimed_until_micros = 0 WHERE id = $1 AND published_at_micros IS NULL",
@@ -42,7 +49,10 @@ impl OutboxStatements {
                          VALUES (?, ?, ?, ?, ?)",
                 pending: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
                           WHERE published_at_micros IS NULL AND claimed_until_micros < ? \
-                          AND (? IS NULL OR topic = ?) ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+                          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+                pending_of_topic: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
+                                   WHERE topic = ? AND published_at_micros IS NULL AND claimed_until_micros < ? \
+                                   ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
                 claim: "UPDATE fsm_outbox SET claimed_until_micros = ?, attempts = attempts + 1 WHERE id = ?",
                 mark: "UPDATE fsm_outbox SET published_at_micros = ? WHERE id = ?",
                 release: "UPDATE fsm_outbox SET claimed_until_micros = 0 WHERE id = ? AND published_at_micros IS NULL",
@@ -54,8 +64,10 @@ impl OutboxStatements {
                 // SQLite has one writer at a time: the claiming transaction (BEGIN IMMEDIATE)
                 // is the lock.
                 pending: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
-                          WHERE published_at_micros IS NULL AND claimed_until_micros < ? \
-                          AND (? IS NULL OR topic = ?) ORDER BY id LIMIT ?",
+                          WHERE published_at_micros IS NULL AND claimed_until_micros < ? ORDER BY id LIMIT ?",
+                pending_of_topic: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
+                                   WHERE topic = ? AND published_at_micros IS NULL AND claimed_until_micros < ? \
+                                   ORDER BY id LIMIT ?",
                 claim: "UPDATE fsm_outbox SET claimed_until_micros = ?, attempts = attempts + 1 WHERE id = ?",
                 mark: "UPDATE fsm_outbox SET published_at_micros = ? WHERE id = ?",
                 release: "UPDATE fsm_outbox SET claimed_until_micros = 0 WHERE id = ? AND published_at_micros IS NULL",
@@ -109,9 +121,18 @@ impl<B: Backend> OutboxSource for SqlOutbox<B> {
     async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
         let now = now_micros();
         let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        if B::DIALECT == Dialect::MySql {
+            // InnoDB's REPEATABLE READ would keep next-key locks on the rows and gaps the scan
+            // passed; READ COMMITTED locks only the claimed rows, so that relays of other
+            // topics (or later batches) do not skip rows they could claim.
+            B::execute_plain(&mut conn, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .await
+                .map_err(outbox_error)?;
+        }
         let mut tx = match B::DIALECT {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres | Dialect::MySql => self.pool.begin().await,
+            Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await,
+            Dialect::Postgres | Dialect::MySql => sqlx::Connection::begin(&mut *conn).await,
         }
         .map_err(outbox_error)?;
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);

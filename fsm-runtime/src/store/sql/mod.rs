@@ -144,7 +144,12 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
 
     async fn read(&self, id: &EntityId) -> Result<Snapshot<M>, Error> {
         let mut conn = self.conn().await?;
-        let row = B::read(&mut conn, &self.statements.read, id).await.map_err(|e| self.db(e))?;
+        self.read_on(&mut conn, id).await
+    }
+
+    /// The entity's row, read on `conn`.
+    async fn read_on(&self, conn: &mut B::Connection, id: &EntityId) -> Result<Snapshot<M>, Error> {
+        let row = B::read(conn, &self.statements.read, id).await.map_err(|e| self.db(e))?;
         self.snapshot_of(id, row)
     }
 
@@ -172,9 +177,11 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     }
 
     /// PostgreSQL: the compare-and-set, the history row (and the idempotency key) in one
-    /// statement; a miss is classified by one read.
+    /// statement; a miss is classified by one read. Everything runs on `conn`: one pooled
+    /// connection per request.
     async fn apply_one_statement(
         &self,
+        conn: &mut B::Connection,
         plan: Plan<M>,
         effects: Vec<Effect<'_, B::Connection>>,
         key: Option<(&IdempotencyKey, &Fingerprint)>,
@@ -184,7 +191,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             None => self.statements.transition_one_statement.as_ref(),
         };
         let Some(sql) = statement else {
-            return self.apply_read_then_cas(plan, effects, key).await;
+            return self.apply_read_then_cas(conn, plan, effects, key).await;
         };
         let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
         let entity = plan.id.to_string();
@@ -211,14 +218,13 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             // A unique violation on the key rolled the statement back: the key is stored, and
             // the read below finds it.
             let applied = if pending.is_empty() {
-                let mut conn = self.conn().await?;
-                match B::transition_one_statement(&mut conn, sql, args).await {
+                match B::transition_one_statement(conn, sql, args).await {
                     Ok(applied) => applied,
                     Err(error) if key.is_some() && is_unique_violation(&error) => None,
                     Err(error) => return Err(self.db(error)),
                 }
             } else {
-                let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| self.db(e))?;
                 match B::transition_one_statement(&mut tx, sql, args).await {
                     Ok(Some((from, version))) => {
                         let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
@@ -238,7 +244,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
                 return Ok(Outcome::Applied { from, to: plan.target, version });
             }
-            let now = match self.read_classifying(&plan.id, key).await? {
+            let now = match self.read_classifying(conn, &plan.id, key).await? {
                 Classified::Replayed(outcome) => return outcome,
                 Classified::Row(now) => now,
             };
@@ -254,15 +260,15 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// The entity's row, or, when the request's key is stored, the answer to the replay.
     async fn read_classifying(
         &self,
+        conn: &mut B::Connection,
         id: &EntityId,
         key: Option<(&IdempotencyKey, &Fingerprint)>,
     ) -> Result<Classified<M>, Error> {
         let Some((key, fingerprint)) = key else {
-            return Ok(Classified::Row(self.read(id).await?));
+            return Ok(Classified::Row(self.read_on(conn, id).await?));
         };
-        let mut conn = self.conn().await?;
         let (row, stored) =
-            B::read_with_key(&mut conn, &self.statements.read_with_key, id, key).await.map_err(|e| self.db(e))?;
+            B::read_with_key(conn, &self.statements.read_with_key, id, key).await.map_err(|e| self.db(e))?;
         if let Some((stored_fingerprint, outcome)) = stored {
             return Ok(Classified::Replayed(replayed_transition(key, fingerprint, &stored_fingerprint, &outcome)));
         }
@@ -270,9 +276,10 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     }
 
     /// SQLite and MySQL: read, decide, then a compare-and-set on the observed state and version
-    /// with the key, the history row and the effects in one transaction.
+    /// with the key, the history row and the effects in one transaction, all on `conn`.
     async fn apply_read_then_cas(
         &self,
+        conn: &mut B::Connection,
         plan: Plan<M>,
         effects: Vec<Effect<'_, B::Connection>>,
         key: Option<(&IdempotencyKey, &Fingerprint)>,
@@ -280,7 +287,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let entity = plan.id.to_string();
         let mut effects = Some(effects);
         for _ in 0..MAX_ATTEMPTS {
-            let now = match self.read_classifying(&plan.id, key).await? {
+            let now = match self.read_classifying(conn, &plan.id, key).await? {
                 Classified::Replayed(outcome) => return outcome,
                 Classified::Row(now) => now,
             };
@@ -289,7 +296,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 Decision::Apply { from } => from,
             };
             let version = now.version + 1;
-            let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| self.db(e))?;
             if let Some((key, fingerprint)) = key {
                 let outcome = encode_applied(from, plan.target, version);
                 let inserted =
@@ -377,8 +384,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
             Err(error) if is_unique_violation(&error) => {}
             Err(error) => return Err(self.db(error)),
         }
-        drop(conn);
-        let existing = self.read(&id).await?;
+        let existing = self.read_on(&mut conn, &id).await?;
         Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
     }
 
@@ -419,10 +425,14 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, B::Connection>) -> Result<Outcome<M>, Error> {
         let TransitionRequest { id, target, expected_version, key, effects } = request;
         let key = key.as_ref().map(|(key, fingerprint)| (key, fingerprint));
-        let plan = match Plan::resolve(&id, target, expected_version)? {
+        let plan = Plan::resolve(&id, target, expected_version)?;
+        // One pooled connection for the whole request: the reads, the statement and the
+        // effects' transaction.
+        let mut conn = self.conn().await?;
+        let plan = match plan {
             Resolution::Ready(plan) => plan,
             Resolution::NeedsState { event } => {
-                let now = match self.read_classifying(&id, key).await? {
+                let now = match self.read_classifying(&mut conn, &id, key).await? {
                     Classified::Replayed(outcome) => return outcome,
                     Classified::Row(now) => now,
                 };
@@ -435,8 +445,8 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
             }
         };
         match B::DIALECT {
-            Dialect::Postgres => self.apply_one_statement(plan, effects, key).await,
-            Dialect::Sqlite | Dialect::MySql => self.apply_read_then_cas(plan, effects, key).await,
+            Dialect::Postgres => self.apply_one_statement(&mut conn, plan, effects, key).await,
+            Dialect::Sqlite | Dialect::MySql => self.apply_read_then_cas(&mut conn, plan, effects, key).await,
         }
     }
 

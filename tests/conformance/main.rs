@@ -1,4 +1,9 @@
-//! The conformance suite: the same cases, written once in `cases.rs`, against every adapter.
+//! The conformance suite: the same cases, written once, against every adapter.
+//!
+//! - `cases.rs`: the stores (memory, SQLite, PostgreSQL, MySQL/MariaDB): transitions, keys,
+//!   the outbox, locks;
+//! - `tokens.rs`: single-use tokens (memory, the three SQL databases, Redis);
+//! - `leases.rs`: leases with fencing tokens (memory, the three SQL databases, Redis).
 //!
 //! PostgreSQL and MySQL/MariaDB cases skip with a visible message when their server does not
 //! answer, unless `FSM_REQUIRE_SERVERS=1` (see `tests/common/backends.rs`).
@@ -7,6 +12,8 @@
 mod common;
 
 mod cases;
+mod leases;
+mod tokens;
 
 use std::sync::Arc;
 

@@ -17,14 +17,11 @@
 //! - a server that is down (a closed port): a typed error, at connect and at the first
 //!   operation, never a panic.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::backends::{self, RawAccess};
-use common::machines::Order;
+use crate::common::backends::{self, RawAccess};
+use crate::common::machines::Order;
 use fsm_runtime::fence::{self, CheckFence, MemoryFences};
 use fsm_runtime::lock::{
     ExtendOutcome, FencingToken, Lease, LeaseStore, LockError, MemoryLeases, RedisLeases, ReleaseOutcome, SqlLeases,

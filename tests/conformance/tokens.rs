@@ -17,13 +17,10 @@
 //! `FSM_MYSQL_URL`, `FSM_REDIS_URL`, `FSM_REQUIRE_SERVERS`). Every test uses scopes (and, on
 //! Redis, a key prefix) of its own.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::backends;
+use crate::common::backends;
 use fsm_runtime::sqlx;
 use fsm_runtime::token::{MemoryTokens, Redemption, RedisTokens, SqlTokens, TokenError, TokenStore};
 
@@ -173,8 +170,8 @@ token_tests!(redis);
 /// A redeem inside a transition's effect shares the transition's transaction.
 mod in_transaction {
     use super::*;
-    use common::backends::RawAccess;
-    use common::machines::Order;
+    use crate::common::backends::RawAccess;
+    use crate::common::machines::Order;
     use fsm_runtime::token::RedeemToken;
     use fsm_runtime::{Backend, Error, Snapshot, SqlStore, Store, TransitionRequest};
 

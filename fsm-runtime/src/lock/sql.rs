@@ -171,8 +171,7 @@ impl<B: SqlTables> SqlLeases<B> {
     /// (a server that is down is a [`LockError::Connect`], not a hang), and calls
     /// [`SqlLeases::new`].
     pub async fn connect(url: &str) -> Result<Self, LockError> {
-        let pool = sqlx::pool::PoolOptions::<B>::new()
-            .acquire_timeout(Duration::from_secs(5))
+        let pool = crate::store::sql::pool_options::<B>()
             .connect(url)
             .await
             .map_err(|e| LockError::Connect { backend: backend_name(B::DIALECT), source: Box::new(e) })?;

@@ -151,8 +151,7 @@ impl<B: SqlTables> SqlTokens<B> {
     /// (a server that is down is a [`TokenError::Connect`], not a hang), and calls
     /// [`SqlTokens::new`].
     pub async fn connect(url: &str) -> Result<Self, TokenError> {
-        let pool = sqlx::pool::PoolOptions::<B>::new()
-            .acquire_timeout(Duration::from_secs(5))
+        let pool = crate::store::sql::pool_options::<B>()
             .connect(url)
             .await
             .map_err(|e| TokenError::Connect { backend: backend_name(B::DIALECT), source: Box::new(e) })?;

@@ -5,6 +5,7 @@ pub(crate) mod db_error;
 pub(crate) mod dialect;
 mod locked;
 pub(crate) mod outbox;
+mod pool_options;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 pub use backend::Backend;
 pub use locked::SqlLocked;
 pub use outbox::SqlOutbox;
+pub use pool_options::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, pool_options};
 
 use crate::entity_id::EntityId;
 use crate::error::{BoxError, Error};
@@ -92,15 +94,11 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Ok(store)
     }
 
-    /// Connects to `url` with a default pool (whose connection attempts give up after 5
-    /// seconds: a server that is down is a retryable [`Error::Database`], not a hang) and builds
-    /// the store. Build the pool yourself and call [`SqlStore::new`] for other settings.
+    /// Connects to `url` with a pool of [`pool_options`] (an acquire gives up after 5 seconds: a
+    /// server that is down is a retryable [`Error::Database`], not a hang) and builds the store.
+    /// Build the pool yourself and call [`SqlStore::new`] for other settings.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let pool = sqlx::pool::PoolOptions::<B>::new()
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(|e| database_error(M::MACHINE, "(connect)", e))?;
+        let pool = pool_options::<B>().connect(url).await.map_err(|e| database_error(M::MACHINE, "(connect)", e))?;
         Self::new(pool).await
     }
 

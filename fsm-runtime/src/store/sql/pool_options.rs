@@ -1,0 +1,46 @@
+//! The pool settings of the `connect` constructors ([`pool_options`]).
+
+use std::time::Duration;
+
+/// How long a connection may sit idle in the pool before it is pinged on the way out.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// How long an acquire waits for a connection before it gives up.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pool settings that `SqlStore::connect`, `SqlTokens::connect` and `SqlLeases::connect`
+/// use; start from them to build a pool of your own for [`SqlStore::new`](crate::SqlStore::new).
+///
+/// - Acquiring gives up after [`ACQUIRE_TIMEOUT`]: a server that is down is a retryable error,
+///   not a hang.
+/// - A connection is pinged before it is handed out only when it sat idle in the pool for
+///   [`PING_IF_IDLE_FOR`] or longer. sqlx's default pings every connection on every acquire,
+///   although sqlx already pings it when it comes back to the pool: one more round trip per
+///   operation, about a fifth of the throughput of a one-statement transition (see
+///   `BENCHMARKS.md`). A connection that fails its ping is dropped and another one is used; one
+///   that breaks within those seconds fails its next operation with a retryable
+///   [`Error::Database`](crate::Error::Database), which every operation of this crate may
+///   safely be retried on.
+///
+/// ```
+/// # async fn demo() -> Result<(), fsm_runtime::sqlx::Error> {
+/// let pool = fsm_runtime::pool_options::<fsm_runtime::sqlx::Sqlite>()
+///     .max_connections(4)
+///     .connect("sqlite::memory:")
+///     .await?;
+/// assert_eq!(pool.options().get_max_connections(), 4);
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::<DB>::new().acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false).before_acquire(
+        |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        },
+    )
+}

@@ -1,0 +1,187 @@
+//! A pooled connection that the server closes (a restart, an idle timeout, an administrator's
+//! kill), on PostgreSQL and MySQL/MariaDB, with the pool of `fsm_runtime::pool_options` (the
+//! pool of every `connect`):
+//!
+//! - killed while it sat idle for less than `PING_IF_IDLE_FOR`: the next transition fails with a
+//!   retryable `Error::Database` and writes nothing; the pool drops the connection, and the
+//!   retry applies, once;
+//! - killed and left idle for `PING_IF_IDLE_FOR`: the ping on the way out of the pool finds it
+//!   dead, a new connection is opened, and the transition applies at the first attempt.
+//!
+//! The pool holds one connection, so the killed one is the one the store gets next; the kill
+//! comes from a second pool.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use common::backends;
+use common::machines::Order;
+use fsm_runtime::{Error, Outcome, PING_IF_IDLE_FOR, Snapshot, SqlStore, Store, TransitionRequest, pool_options, sqlx};
+
+/// One database: how to name, reach and kill a connection.
+trait Server: fsm_runtime::Backend {
+    /// The server's id of the connection behind `pool` (one connection).
+    async fn connection_id(pool: &sqlx::Pool<Self>) -> i64;
+    /// Closes connection `id` from `admin`, and waits until the server has.
+    async fn kill(admin: &sqlx::Pool<Self>, id: i64);
+    /// A pool for the test's own statements, or `None` (skipped) when the server is down.
+    async fn admin(test: &str) -> Option<sqlx::Pool<Self>>;
+    /// The URL of the server.
+    fn url() -> String;
+    /// Runs `sql` on `admin`.
+    async fn exec(admin: &sqlx::Pool<Self>, sql: String);
+}
+
+impl Server for sqlx::Postgres {
+    async fn connection_id(pool: &sqlx::Pool<Self>) -> i64 {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(pool).await.unwrap();
+        i64::from(pid)
+    }
+
+    async fn kill(admin: &sqlx::Pool<Self>, id: i64) {
+        let pid = i32::try_from(id).unwrap();
+        let killed: bool =
+            sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(admin).await.unwrap();
+        assert!(killed, "backend {pid} terminated");
+        wait_until_gone(|| async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1")
+                .bind(pid)
+                .fetch_one(admin)
+                .await
+                .unwrap()
+        })
+        .await;
+    }
+
+    async fn admin(test: &str) -> Option<sqlx::Pool<Self>> {
+        backends::postgres_pool(test).await
+    }
+
+    fn url() -> String {
+        backends::postgres_url()
+    }
+
+    async fn exec(admin: &sqlx::Pool<Self>, sql: String) {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await.unwrap();
+    }
+}
+
+impl Server for sqlx::MySql {
+    async fn connection_id(pool: &sqlx::Pool<Self>) -> i64 {
+        let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(pool).await.unwrap();
+        i64::try_from(id).unwrap()
+    }
+
+    async fn kill(admin: &sqlx::Pool<Self>, id: i64) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("KILL {id}"))).execute(admin).await.unwrap();
+        wait_until_gone(|| async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?")
+                .bind(id)
+                .fetch_one(admin)
+                .await
+                .unwrap()
+        })
+        .await;
+    }
+
+    async fn admin(test: &str) -> Option<sqlx::Pool<Self>> {
+        backends::mysql_pool(test).await
+    }
+
+    fn url() -> String {
+        backends::mysql_url()
+    }
+
+    async fn exec(admin: &sqlx::Pool<Self>, sql: String) {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await.unwrap();
+    }
+}
+
+/// Polls `count` until it says 0.
+async fn wait_until_gone<F: std::future::Future<Output = i64>>(count: impl Fn() -> F) {
+    for _ in 0..200 {
+        if count().await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the killed connection is still listed after 2 s");
+}
+
+/// A store on a one-connection pool of `pool_options`, its table, and the admin pool.
+async fn setup<B: Server>(test: &str) -> Option<(SqlStore<Order, B>, String, sqlx::Pool<B>)> {
+    let admin = B::admin(test).await?;
+    let table = backends::unique_table(test);
+    B::exec(&admin, backends::create_table_sql(&table)).await;
+    let pool = pool_options::<B>().max_connections(1).connect(&B::url()).await.unwrap();
+    let store = SqlStore::<Order, B>::with_mapping(pool, backends::mapping_for::<Order>(&table)).await.unwrap();
+    store.create(1).await.unwrap();
+    Some((store, table, admin))
+}
+
+async fn teardown<B: Server>(admin: &sqlx::Pool<B>, table: &str) {
+    B::exec(admin, format!("DROP TABLE {table}")).await;
+    B::exec(admin, format!("DELETE FROM fsm_history WHERE entity_table = '{table}'")).await;
+}
+
+/// Killed while recently used: one retryable error that wrote nothing, then the retry applies.
+async fn killed_connection_fails_once_retryably<B: Server>(test: &str) {
+    let Some((store, table, admin)) = setup::<B>(test).await else { return };
+    let id = B::connection_id(store.pool()).await;
+    B::kill(&admin, id).await;
+
+    let first = store.apply(TransitionRequest::to(1, Order::Paid)).await;
+    match &first {
+        Err(error @ Error::Database { .. }) => assert!(error.is_retryable(), "{error:?}"),
+        other => panic!("a dead connection used without a ping: expected Error::Database, got {other:?}"),
+    }
+    assert_ne!(B::connection_id(store.pool()).await, id, "the pool replaced the dead connection");
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 }, "nothing was written");
+    assert_eq!(
+        store.apply(TransitionRequest::to(1, Order::Paid)).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    assert_eq!(store.history(1).await.unwrap().len(), 1);
+    teardown(&admin, &table).await;
+}
+
+/// Killed and idle past `PING_IF_IDLE_FOR`: the ping replaces it, the transition applies at once.
+async fn idle_dead_connection_is_replaced_before_use<B: Server>(test: &str) {
+    let Some((store, table, admin)) = setup::<B>(test).await else { return };
+    let id = B::connection_id(store.pool()).await;
+    B::kill(&admin, id).await;
+    tokio::time::sleep(PING_IF_IDLE_FOR + Duration::from_millis(500)).await;
+
+    assert_eq!(
+        store.apply(TransitionRequest::to(1, Order::Paid)).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    assert_ne!(B::connection_id(store.pool()).await, id);
+    assert_eq!(store.history(1).await.unwrap().len(), 1);
+    teardown(&admin, &table).await;
+}
+
+macro_rules! per_server {
+    ($($module:ident: $db:ty),*) => {
+        $(
+            mod $module {
+                use super::*;
+
+                #[tokio::test]
+                async fn killed_connection_fails_once_retryably() {
+                    super::killed_connection_fails_once_retryably::<$db>(concat!(stringify!($module), "_killed")).await;
+                }
+
+                #[tokio::test]
+                async fn idle_dead_connection_is_replaced_before_use() {
+                    super::idle_dead_connection_is_replaced_before_use::<$db>(concat!(stringify!($module), "_idle"))
+                        .await;
+                }
+            }
+        )*
+    };
+}
+
+per_server!(postgres: sqlx::Postgres, mysql: sqlx::MySql);

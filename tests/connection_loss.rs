@@ -110,6 +110,18 @@ async fn wait_until_gone<F: std::future::Future<Output = i64>>(count: impl Fn() 
     panic!("the killed connection is still listed after 2 s");
 }
 
+/// Waits until the pool's connection is idle again: sqlx pings a connection when it comes
+/// back, in a task of its own, and a kill before that ping would be found by it.
+async fn back_in_the_pool<B: Server>(pool: &sqlx::Pool<B>) {
+    for _ in 0..200 {
+        if pool.num_idle() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the connection did not come back to the pool within 2 s");
+}
+
 /// A store on a one-connection pool of `pool_options`, its table, and the admin pool.
 async fn setup<B: Server>(test: &str) -> Option<(SqlStore<Order, B>, String, sqlx::Pool<B>)> {
     let admin = B::admin(test).await?;
@@ -130,6 +142,7 @@ async fn teardown<B: Server>(admin: &sqlx::Pool<B>, table: &str) {
 async fn killed_connection_fails_once_retryably<B: Server>(test: &str) {
     let Some((store, table, admin)) = setup::<B>(test).await else { return };
     let id = B::connection_id(store.pool()).await;
+    back_in_the_pool(store.pool()).await;
     B::kill(&admin, id).await;
 
     let first = store.apply(TransitionRequest::to(1, Order::Paid)).await;
@@ -151,6 +164,7 @@ async fn killed_connection_fails_once_retryably<B: Server>(test: &str) {
 async fn idle_dead_connection_is_replaced_before_use<B: Server>(test: &str) {
     let Some((store, table, admin)) = setup::<B>(test).await else { return };
     let id = B::connection_id(store.pool()).await;
+    back_in_the_pool(store.pool()).await;
     B::kill(&admin, id).await;
     tokio::time::sleep(PING_IF_IDLE_FOR + Duration::from_millis(500)).await;
 

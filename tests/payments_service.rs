@@ -326,6 +326,16 @@ where
         (StatusCode::CREATED, true, &first.body)
     );
     assert_eq!(balance(&service, &account).await, 10_000, "a replay moves no money");
+
+    // Retention: a purge of older keys keeps this run's; once purged, a key is new again.
+    service.purge_keys(Duration::from_secs(3_600)).await.expect("purge keys older than an hour");
+    let kept = api.post("/payments", Some(&format!("{run}-p1")), &new_payment).await;
+    assert_eq!((kept.replayed, &kept.body), (true, &first.body), "a key younger than the retention is kept");
+    let purged = service.purge_keys(Duration::ZERO).await.expect("purge every key");
+    assert!(purged >= 8, "this run stored at least 8 keys, purged {purged}");
+    let anew = api.post("/payments", Some(&format!("{run}-p1")), &new_payment).await;
+    assert_eq!((anew.status, anew.replayed), (StatusCode::CREATED, false), "{}", anew.body);
+    assert_ne!(anew.id(), payment, "a purged key creates a new payment");
     server.stop().await;
 }
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use fsm_runtime::outbox::{PendingMessage, Publisher, Relay};
 use fsm_runtime::sqlx;
-use fsm_runtime::{BoxError, Error, SqlOutbox, SqlStore};
+use fsm_runtime::{BoxError, Error, SqlOutbox, SqlStore, Store as _};
 use serde::Serialize;
 
 pub use keys::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, StoredResponse, idempotency_key};
@@ -40,6 +40,13 @@ pub use problem::{PROBLEM_JSON, PROBLEM_TYPE_BASE, Problem};
 
 /// The outbox topic of receipts.
 pub const RECEIPTS: &str = "payment_receipts";
+
+/// How long a stored response answers a retry with its key (as the IETF draft suggests, a
+/// day); after that the key is purged and a request with it is new again.
+pub const KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How often [`serve`] purges the keys older than [`KEY_RETENTION`].
+pub const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// The payment service on one database: the store of the payment machine, on the pool that
 /// also holds `accounts` and `payments`.
@@ -84,6 +91,12 @@ impl<B: Ledger> PaymentService<B> {
         Ok(SqlOutbox::new(self.pool().clone()).await?.only_topic(RECEIPTS))
     }
 
+    /// Forgets the idempotency keys (and their stored responses) stored more than `older_than`
+    /// ago; how many. The service owns its database's key table: every key is the client's.
+    pub async fn purge_keys(&self, older_than: Duration) -> Result<u64, Error> {
+        self.store.purge_keys(older_than).await
+    }
+
     /// Reads a payment.
     pub async fn payment(&self, id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
         let mut conn = self.pool().acquire().await?;
@@ -103,9 +116,10 @@ impl<B: Ledger> PaymentService<B> {
     }
 }
 
-/// Serves the API on `listener` and relays receipts from the outbox (to the log, see
-/// [`LogPublisher`]) until `shutdown` completes; then stops accepting, finishes the requests in
-/// flight and stops the relay.
+/// Serves the API on `listener`, relays receipts from the outbox (to the log, see
+/// [`LogPublisher`]) and purges the keys older than [`KEY_RETENTION`] every
+/// [`KEY_PURGE_INTERVAL`], until `shutdown` completes; then stops accepting, finishes the
+/// requests in flight and stops the relay and the purge.
 pub async fn serve<B: Ledger>(
     service: PaymentService<B>,
     listener: tokio::net::TcpListener,
@@ -119,12 +133,29 @@ pub async fn serve<B: Ledger>(
             .run(&LogPublisher, Duration::from_millis(200), async move { while stopped.changed().await.is_ok() {} })
             .await;
     });
+    let purge = tokio::spawn(purge_keys_periodically(service.clone(), stop_relay.subscribe()));
     tracing::info!(address = %listener.local_addr()?, "payment service listening");
     let served = axum::serve(listener, service.router()).with_graceful_shutdown(shutdown).await;
     drop(stop_relay);
     relay.await?;
+    purge.await?;
     tracing::info!("payment service stopped");
     Ok(served?)
+}
+
+/// Purges the keys older than [`KEY_RETENTION`] now and every [`KEY_PURGE_INTERVAL`], until
+/// the sender of `stopped` is dropped. A failed purge is logged and tried again next time.
+async fn purge_keys_periodically<B: Ledger>(service: PaymentService<B>, mut stopped: tokio::sync::watch::Receiver<()>) {
+    let mut interval = tokio::time::interval(KEY_PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => match service.purge_keys(KEY_RETENTION).await {
+                Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+                Err(error) => tracing::warn!(%error, "purging expired idempotency keys failed"),
+            },
+            changed = stopped.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 /// A relay's publisher that writes each receipt to the log (a stand-in for a broker or a

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::outbox::{OutboxSource, PendingMessage};
 use crate::store::plan::now_micros;
 use crate::store::sql::Backend;
-use crate::store::sql::db_error::database_error;
+use crate::store::sql::db_error::{database_error, is_deadlock};
 use crate::store::sql::dialect::Dialect;
 
 /// The outbox and inbox statements of a dialect (fixed tables: no identifier from outside).
@@ -50,7 +50,11 @@ impl OutboxStatements {
                 pending: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
                           WHERE published_at_micros IS NULL AND claimed_until_micros < ? \
                           ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+                // The index is forced: for `ORDER BY id LIMIT n` on a small table the optimizer
+                // may walk the primary key instead, locking (and on MariaDB waiting for) rows
+                // of other topics despite SKIP LOCKED.
                 pending_of_topic: "SELECT id, message_id, topic, message_key, payload, attempts FROM fsm_outbox \
+                                   FORCE INDEX (fsm_outbox_topic_pending) \
                                    WHERE topic = ? AND published_at_micros IS NULL AND claimed_until_micros < ? \
                                    ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
                 claim: "UPDATE fsm_outbox SET claimed_until_micros = ?, attempts = attempts + 1 WHERE id = ?",
@@ -117,34 +121,47 @@ impl<B: Backend> SqlOutbox<B> {
     }
 }
 
-impl<B: Backend> OutboxSource for SqlOutbox<B> {
-    async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
-        let now = now_micros();
-        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+impl<B: Backend> SqlOutbox<B> {
+    /// One claiming transaction: the pending messages of the batch, leased until `until`.
+    async fn claim_once(&self, now: i64, until: i64, limit: i64) -> Result<Vec<PendingMessage>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
         if B::DIALECT == Dialect::MySql {
             // InnoDB's REPEATABLE READ would keep next-key locks on the rows and gaps the scan
             // passed; READ COMMITTED locks only the claimed rows, so that relays of other
             // topics (or later batches) do not skip rows they could claim.
-            B::execute_plain(&mut conn, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                .await
-                .map_err(outbox_error)?;
+            B::execute_plain(&mut conn, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
         }
         let mut tx = match B::DIALECT {
-            Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await,
-            Dialect::Postgres | Dialect::MySql => sqlx::Connection::begin(&mut *conn).await,
-        }
-        .map_err(outbox_error)?;
-        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let mut messages = B::outbox_pending(&mut tx, now, self.topic.as_deref(), limit).await.map_err(outbox_error)?;
+            Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?,
+            Dialect::Postgres | Dialect::MySql => sqlx::Connection::begin(&mut *conn).await?,
+        };
+        let mut messages = B::outbox_pending(&mut tx, now, self.topic.as_deref(), limit).await?;
         for message in &mut messages {
-            B::outbox_update(&mut tx, OutboxStatements::of(B::DIALECT).claim, until, message.sequence)
-                .await
-                .map_err(outbox_error)?;
+            B::outbox_update(&mut tx, OutboxStatements::of(B::DIALECT).claim, until, message.sequence).await?;
             message.attempts += 1;
         }
-        tx.commit().await.map_err(outbox_error)?;
+        tx.commit().await?;
         Ok(messages)
+    }
+}
+
+/// How many times a claim that the database chose as a deadlock victim is tried again.
+const CLAIM_ATTEMPTS: usize = 5;
+
+impl<B: Backend> OutboxSource for SqlOutbox<B> {
+    async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let mut attempt = 1;
+        loop {
+            let now = now_micros();
+            let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+            match self.claim_once(now, until, limit).await {
+                Ok(messages) => return Ok(messages),
+                // Rolled back as a whole: nothing is claimed, so claiming again is safe.
+                Err(error) if is_deadlock(&error) && attempt < CLAIM_ATTEMPTS => attempt += 1,
+                Err(error) => return Err(outbox_error(error)),
+            }
+        }
     }
 
     async fn mark_published(&self, sequence: i64) -> Result<(), Error> {

@@ -2,11 +2,13 @@
 //!
 //! The applied path is one statement, one round trip: a CTE that locks the row if it is in a
 //! legal source of the target, updates it, and inserts the history row from what the update
-//! returned. The no-op path is that statement (no row) and one `SELECT state, version` to say
-//! why. With effects, the statement runs inside `BEGIN` … `COMMIT` with the effects.
+//! returned. When it matches nothing, the same statement returns the row's state and version,
+//! which say why: the no-op path is that one statement too (a keyed request reads the row and
+//! its key once more, to tell a replay of this very request from another's). With effects,
+//! the statement runs inside `BEGIN` … `COMMIT` with the effects.
 
 use crate::store::sql::SqlStore;
-use crate::store::sql::backend::impl_backend;
+use crate::store::sql::backend::{OneStatementRows, impl_backend};
 use crate::store::sql::dialect::Dialect;
 use crate::store::sql::outbox::impl_outbox;
 
@@ -28,8 +30,16 @@ impl_backend!(sqlx::Postgres, Dialect::Postgres, |conn, sql, args| {
         Some((key, fingerprint)) => query.bind(key.source()).bind(key.seq()).bind(fingerprint.as_str()),
         None => query,
     };
-    let row = query.fetch_optional(&mut *conn).await?;
-    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+    let mut answer = OneStatementRows::default();
+    for row in query.fetch_all(&mut *conn).await? {
+        let found = Some((row.try_get(1)?, row.try_get(2)?));
+        if row.try_get::<bool, _>(0)? {
+            answer.applied = found;
+        } else {
+            answer.row = found;
+        }
+    }
+    Ok(answer)
 });
 
 impl_outbox!(sqlx::PgConnection, sqlx::Postgres);

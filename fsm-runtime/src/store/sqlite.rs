@@ -1,21 +1,56 @@
 //! The SQLite adapter: [`SqliteStore`], embedded, no server needed.
 //!
-//! Paths (each statement is a call into the embedded library, not a network round trip):
-//! applied: `SELECT state, version` · `BEGIN` · `UPDATE … WHERE id = ? AND state = ? AND
-//! version = ?` · `INSERT INTO fsm_history` · effects · `COMMIT`; no-op: the `SELECT` alone.
-//! SQLite allows one writer at a time, so the read-then-compare-and-set costs no extra
-//! contention, and the compare-and-set on the observed state and version keeps it exact.
+//! sqlx runs each SQLite connection on a worker thread, and every call is a hop to that thread
+//! and back, so the cost is counted in calls. A transition without a key or effects is one
+//! call, applied or not: the batch `BEGIN IMMEDIATE` · `INSERT INTO fsm_history … SELECT … FROM
+//! t WHERE id = ? AND state IN (sources) RETURNING …` · `UPDATE t … WHERE id = ? AND state IN
+//! (sources)` · `SELECT state, version` · `COMMIT`, which takes the write lock first so that its
+//! statements see one row. With a key or effects (which run between the statements, in the same
+//! transaction): `SELECT state, version` · `BEGIN` · [key `INSERT`] · `UPDATE … WHERE id = ? AND
+//! state = ? AND version = ?` · `INSERT INTO fsm_history` · effects · `COMMIT`; no-op: the
+//! `SELECT` alone. SQLite allows one writer at a time, so the read-then-compare-and-set costs no
+//! extra contention, and the compare-and-set on the observed state and version keeps it exact.
 
 use crate::store::sql::SqlStore;
-use crate::store::sql::backend::impl_backend;
+use crate::store::sql::backend::{OneStatementRows, impl_backend};
 use crate::store::sql::dialect::Dialect;
 use crate::store::sql::outbox::impl_outbox;
 
 /// A [`Store`](crate::Store) on SQLite.
 pub type SqliteStore<M> = SqlStore<M, sqlx::Sqlite>;
 
-impl_backend!(sqlx::Sqlite, Dialect::Sqlite, |_conn, _sql, _args| {
-    Err(sqlx::Error::Configuration("SQLite has no one-statement transition; the store never asks for one".into()))
+impl_backend!(sqlx::Sqlite, Dialect::Sqlite, |conn, sql, args| {
+    use sqlx::Row as _;
+    let mut query = bind_id(sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(sql.clone())), args.id)
+        .bind(args.target)
+        .bind(args.history.machine)
+        .bind(args.history.entity)
+        .bind(args.history.event)
+        .bind(args.history.at_micros)
+        .bind(args.expected_version)
+        .bind(args.history.table);
+    for source in args.sources {
+        query = query.bind(*source);
+    }
+    let rows = match query.fetch_all(&mut *conn).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            // The batch stopped at the failing statement, maybe inside its transaction: end it
+            // (an error here only means no transaction was open).
+            let _ = sqlx::query::<sqlx::Sqlite>("ROLLBACK").execute(&mut *conn).await;
+            return Err(error);
+        }
+    };
+    let mut answer = OneStatementRows::default();
+    for row in rows {
+        let found = Some((row.try_get(1)?, row.try_get(2)?));
+        if row.try_get::<i64, _>(0)? == 1 {
+            answer.applied = found;
+        } else {
+            answer.row = found;
+        }
+    }
+    Ok(answer)
 });
 
 impl_outbox!(sqlx::SqliteConnection, sqlx::Sqlite);

@@ -27,10 +27,10 @@ pub struct HistoryRow<'a> {
 #[doc(hidden)]
 pub type StoredHistory = (i64, String, String, Option<String>, i64);
 
-/// The arguments of the one-statement transition (PostgreSQL).
+/// The arguments of the one-statement transition (PostgreSQL's statement, SQLite's batch).
 #[derive(Debug, Clone, Copy)]
 #[doc(hidden)]
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub struct OneStatement<'a> {
     pub(crate) id: &'a EntityId,
     pub(crate) sources: &'a [&'static str],
@@ -39,6 +39,17 @@ pub struct OneStatement<'a> {
     pub(crate) history: HistoryRow<'a>,
     /// The idempotency key and fingerprint to store with the outcome.
     pub(crate) key: Option<(&'a IdempotencyKey, &'a Fingerprint)>,
+}
+
+/// What the one-statement transition answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[doc(hidden)]
+pub struct OneStatementRows {
+    /// `(from, version)` when it applied.
+    pub(crate) applied: Option<(String, i64)>,
+    /// When it did not apply: the row's `(state, version)` as the statement saw it (`None`: no
+    /// such row).
+    pub(crate) row: Option<(String, i64)>,
 }
 
 /// The entity's row and the key's stored fingerprint and outcome, as read together.
@@ -206,13 +217,13 @@ pub trait Backend: sqlx::Database + private::Sealed {
     #[doc(hidden)]
     fn execute_plain(conn: &mut Self::Connection, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
-    /// The one-statement transition: `Some((from, version))` when it applied.
+    /// The one-statement transition: the applied row, or the row it found instead.
     #[doc(hidden)]
     fn transition_one_statement(
         conn: &mut Self::Connection,
         sql: &Arc<str>,
         args: OneStatement<'_>,
-    ) -> impl Future<Output = Result<Option<(String, i64)>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<OneStatementRows, sqlx::Error>> + Send;
 }
 
 pub(crate) mod private {
@@ -484,7 +495,7 @@ macro_rules! impl_backend {
                 $conn: &mut <$db as sqlx::Database>::Connection,
                 $sql: &::std::sync::Arc<str>,
                 $args: $crate::store::sql::backend::OneStatement<'_>,
-            ) -> Result<Option<(String, i64)>, sqlx::Error> {
+            ) -> Result<$crate::store::sql::backend::OneStatementRows, sqlx::Error> {
                 $one_statement
             }
         }

@@ -75,6 +75,13 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Whether the driver error is a violation of the idempotency keys' primary key (and not, say,
+/// of the history's): a keyed statement that hits it found the key stored by another request.
+pub(crate) fn is_key_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.is_unique_violation() && db.constraint().is_none_or(|name| name.starts_with("fsm_idempotency_keys")))
+}
+
 /// Wraps a driver error of a statement on `table` of `machine`.
 pub(crate) fn database_error(machine: &'static str, table: &str, error: sqlx::Error) -> Error {
     Error::Database { machine, table: table.to_owned(), retryable: is_transient(&error), source: Box::new(error) }

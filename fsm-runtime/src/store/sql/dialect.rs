@@ -84,9 +84,16 @@ pub(crate) struct Statements {
     /// `SELECT version, from_state, to_state, event, at_micros FROM fsm_history WHERE ... ORDER BY version`
     pub(crate) list_history: Arc<str>,
     /// PostgreSQL only: the whole applied path (compare-and-set on the legal sources and the
-    /// history row) as one statement. Parameters: id, sources (text[]), target, machine, entity
-    /// id as text, event, at_micros, expected version (nullable), entity table.
+    /// history row) as one statement, which also returns the row when it matched nothing.
+    /// Parameters: id, sources (text[]), target, machine, entity id as text, event, at_micros,
+    /// expected version (nullable), entity table.
     pub(crate) transition_one_statement: Option<Arc<str>>,
+    /// SQLite only, indexed by the number of legal sources minus one: the applied path as one
+    /// call into the library, a batch `BEGIN IMMEDIATE; INSERT history … SELECT … RETURNING;
+    /// UPDATE …; SELECT state, version; COMMIT`. Parameters: `?1` id, `?2` target, `?3`
+    /// machine, `?4` entity id as text, `?5` event, `?6` at_micros, `?7` expected version
+    /// (nullable), `?8` entity table, `?9…` the sources.
+    pub(crate) sqlite_batches: Arc<[Arc<str>]>,
     /// PostgreSQL only: the same, also storing the idempotency key with the outcome. Extra
     /// parameters: key source, key seq, fingerprint.
     pub(crate) transition_one_statement_keyed: Option<Arc<str>>,
@@ -105,8 +112,9 @@ pub(crate) struct Statements {
 }
 
 impl Statements {
-    /// Builds the statements of `mapping` in `dialect`.
-    pub(crate) fn new(dialect: Dialect, mapping: &TableMapping) -> Self {
+    /// Builds the statements of `mapping` in `dialect`, for a machine of `states` states (the
+    /// most legal sources a target can have).
+    pub(crate) fn new(dialect: Dialect, mapping: &TableMapping, states: usize) -> Self {
         let q = |identifier: &str| dialect.quote(identifier);
         let p = |n: usize| dialect.param(n);
         let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
@@ -151,37 +159,12 @@ impl Statements {
             p(1),
             p(2)
         );
-        let transition_one_statement = (dialect == Dialect::Postgres).then(|| {
-            // `source` locks the row only if it is in a legal source (and at the expected
-            // version); `moved` updates that row, and the history row is inserted from what
-            // `moved` returns. Under READ COMMITTED a concurrent transition makes `source`
-            // re-check the latest row version, so exactly one of N racers matches.
-            format!(
-                "WITH source AS (\
-                     SELECT {state} AS from_state FROM {table} \
-                     WHERE {id} = $1 AND {state} = ANY($2) AND ($8::bigint IS NULL OR {version} = $8) \
-                     FOR UPDATE\
-                 ), moved AS (\
-                     UPDATE {table} SET {state} = $3, {version} = {table}.{version} + 1 FROM source \
-                     WHERE {table}.{id} = $1 RETURNING {table}.{version} AS version, source.from_state\
-                 ) \
-                 INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
-                 SELECT $9, $4, $5, moved.version, moved.from_state, $3, $6, $7 FROM moved \
-                 RETURNING from_state, version"
-            )
-            .into()
-        });
-        let transition_one_statement_keyed = transition_one_statement.as_ref().map(|cte: &Arc<str>| {
-            let (head, tail) = cte.split_at(cte.find(" INSERT INTO fsm_history").unwrap_or(cte.len()));
-            format!(
-                "{head}, stored AS (\
-                     INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
-                     SELECT $10, $11, $12, json_build_object('from', moved.from_state, 'to', $3::text, \
-                     'version', moved.version)::text, $7 FROM moved\
-                 ){tail}"
-            )
-            .into()
-        });
+        let transition_one_statement = (dialect == Dialect::Postgres).then(|| postgres_transition(mapping, false));
+        let transition_one_statement_keyed = (dialect == Dialect::Postgres).then(|| postgres_transition(mapping, true));
+        let sqlite_batches: Arc<[Arc<str>]> = match dialect {
+            Dialect::Sqlite => (1..=states.max(1)).map(|sources| sqlite_batch(mapping, sources)).collect(),
+            Dialect::Postgres | Dialect::MySql => Arc::from(Vec::new()),
+        };
         let read_with_key = format!(
             "SELECT t.{state}, t.{version}, k.fingerprint, k.outcome FROM (SELECT 1 AS one) o \
              LEFT JOIN {table} t ON t.{id} = {} \
@@ -227,6 +210,7 @@ impl Statements {
             list_history: list_history.into(),
             transition_one_statement,
             transition_one_statement_keyed,
+            sqlite_batches,
             read_with_key: read_with_key.into(),
             insert_key: insert_key.into(),
             read_key: read_key.into(),
@@ -236,6 +220,69 @@ impl Statements {
     }
 }
 
+/// PostgreSQL's one-statement transition. `source` locks the row only if it is in a legal
+/// source (and at the expected version); `moved` updates that row; `recorded` inserts the
+/// history row from what `moved` returned (and, `keyed`, `stored` the idempotency key with the
+/// outcome). Under READ COMMITTED a concurrent transition makes `source` re-check the latest row
+/// version, so exactly one of N racers matches. The statement answers `(true, from, version)`
+/// when it applied, else `(false, state, version)` of the row as the statement's snapshot saw
+/// it (nothing when there is no row): the classifying read of a miss costs no second round trip.
+fn postgres_transition(mapping: &TableMapping, keyed: bool) -> Arc<str> {
+    let q = |identifier: &str| Dialect::Postgres.quote(identifier);
+    let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let stored = if keyed {
+        ", stored AS (\
+             INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
+             SELECT $10, $11, $12, json_build_object('from', moved.from_state, 'to', $3::text, \
+             'version', moved.version)::text, $7 FROM moved\
+         )"
+    } else {
+        ""
+    };
+    format!(
+        "WITH source AS (\
+             SELECT {state} AS from_state FROM {table} \
+             WHERE {id} = $1 AND {state} = ANY($2) AND ($8::bigint IS NULL OR {version} = $8) \
+             FOR UPDATE\
+         ), moved AS (\
+             UPDATE {table} SET {state} = $3, {version} = {table}.{version} + 1 FROM source \
+             WHERE {table}.{id} = $1 RETURNING {table}.{version} AS version, source.from_state\
+         ){stored}, recorded AS (\
+             INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+             SELECT $9, $4, $5, moved.version, moved.from_state, $3, $6, $7 FROM moved \
+             RETURNING from_state, version\
+         ) \
+         SELECT true AS applied, from_state::text AS state, version::bigint AS version FROM recorded \
+         UNION ALL \
+         SELECT false, {state}::text, {version}::bigint FROM {table} \
+         WHERE {id} = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
+    )
+    .into()
+}
+
+/// SQLite's transition as one batch for a target with `sources` legal sources (see
+/// [`Statements::sqlite_batches`]). `BEGIN IMMEDIATE` takes the write lock first, so the history
+/// insert, the update and the read see the same row and no other writer runs in between; the
+/// history row is inserted from the row the update is about to change (SQLite's `RETURNING`
+/// gives new values only, and the history row needs the old state). The batch answers
+/// `(1, from, version)` when it applied and `(0, state, version)` of the row after it.
+fn sqlite_batch(mapping: &TableMapping, sources: usize) -> Arc<str> {
+    let q = |identifier: &str| Dialect::Sqlite.quote(identifier);
+    let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let in_sources = (9..9 + sources).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ");
+    let matches = format!("{id} = ?1 AND {state} IN ({in_sources}) AND (?7 IS NULL OR {version} = ?7)");
+    format!(
+        "BEGIN IMMEDIATE; \
+         INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+         SELECT ?8, ?3, ?4, {version} + 1, {state}, ?2, ?5, ?6 FROM {table} WHERE {matches} \
+         RETURNING 1, from_state, version; \
+         UPDATE {table} SET {state} = ?2, {version} = {version} + 1 WHERE {matches}; \
+         SELECT 0, {state}, {version} FROM {table} WHERE {id} = ?1; \
+         COMMIT"
+    )
+    .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,16 +290,19 @@ mod tests {
     #[test]
     fn statements_quote_identifiers_and_bind_values() {
         let mapping = TableMapping::from_static("orders", "id", "state", "version");
-        let pg = Statements::new(Dialect::Postgres, &mapping);
+        let pg = Statements::new(Dialect::Postgres, &mapping, 4);
         assert_eq!(&*pg.read, r#"SELECT "state", "version" FROM "orders" WHERE "id" = $1"#);
-        let my = Statements::new(Dialect::MySql, &mapping);
+        let my = Statements::new(Dialect::MySql, &mapping, 4);
         assert_eq!(
             &*my.cas,
             "UPDATE `orders` SET `state` = ?, `version` = `version` + 1 WHERE `id` = ? AND `state` = ? AND `version` = ?"
         );
         assert!(my.transition_one_statement.is_none());
-        let lite = Statements::new(Dialect::Sqlite, &mapping);
+        let lite = Statements::new(Dialect::Sqlite, &mapping, 4);
         assert_eq!(&*lite.read, "SELECT `state`, `version` FROM `orders` WHERE `id` = ?");
         assert!(pg.transition_one_statement.is_some());
+        assert_eq!(lite.sqlite_batches.len(), 4);
+        assert!(lite.sqlite_batches[1].contains("`state` IN (?9, ?10)"));
+        assert!(my.sqlite_batches.is_empty() && pg.sqlite_batches.is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! [`SqlStore`]: the one implementation of [`Store`] over sqlx, for every SQL backend.
 
 pub(crate) mod backend;
+mod close_guard;
 pub(crate) mod db_error;
 pub(crate) mod dialect;
 mod locked;
@@ -27,8 +28,11 @@ use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapsh
 use crate::store::keyed::{already_applied, encode_applied, encode_result, replayed_result, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
 use crate::store::request::{Effect, OpFuture};
-use crate::store::sql::backend::{HistoryRow, OneStatement};
-use crate::store::sql::db_error::{database_error, is_deadlock, is_duplicate_index, is_unique_violation};
+use crate::store::sql::backend::{HistoryRow, OneStatement, OneStatementRows};
+use crate::store::sql::close_guard::CloseUnlessFinished;
+use crate::store::sql::db_error::{
+    database_error, is_deadlock, is_duplicate_index, is_key_violation, is_unique_violation,
+};
 use crate::store::sql::dialect::{Dialect, Statements};
 use crate::store::{Store, TransitionRequest};
 
@@ -87,7 +91,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// A store on `pool` with a mapping chosen at run time (another table, other columns).
     pub async fn with_mapping(pool: sqlx::Pool<B>, mapping: TableMapping) -> Result<Self, Error> {
         mapping.validate()?;
-        let statements = Statements::new(B::DIALECT, &mapping);
+        let statements = Statements::new(B::DIALECT, &mapping, M::STATES.len());
         let store = Self { pool, mapping, statements, machine: PhantomData };
         store.migrate().await?;
         store.check_schema().await?;
@@ -174,9 +178,10 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Ok(())
     }
 
-    /// PostgreSQL: the compare-and-set, the history row (and the idempotency key) in one
-    /// statement; a miss is classified by one read. Everything runs on `conn`: one pooled
-    /// connection per request.
+    /// The compare-and-set and the history row (and, on PostgreSQL, the idempotency key) in one
+    /// statement (PostgreSQL) or one batch (SQLite, without key or effects); the statement also
+    /// returns the row it missed, which classifies the miss, except for a keyed request, whose
+    /// key is read with the row. Everything runs on `conn`: one pooled connection per request.
     async fn apply_one_statement(
         &self,
         conn: &mut B::Connection,
@@ -184,14 +189,18 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         effects: Vec<Effect<'_, B::Connection>>,
         key: Option<(&IdempotencyKey, &Fingerprint)>,
     ) -> Result<Outcome<M>, Error> {
-        let statement = match key {
-            Some(_) => self.statements.transition_one_statement_keyed.as_ref(),
-            None => self.statements.transition_one_statement.as_ref(),
+        let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
+        let statement = match (B::DIALECT, key) {
+            (Dialect::Sqlite, None) if effects.is_empty() => {
+                sources.len().checked_sub(1).and_then(|index| self.statements.sqlite_batches.get(index))
+            }
+            (Dialect::Postgres, Some(_)) => self.statements.transition_one_statement_keyed.as_ref(),
+            (Dialect::Postgres, None) => self.statements.transition_one_statement.as_ref(),
+            _ => None,
         };
         let Some(sql) = statement else {
             return self.apply_read_then_cas(conn, plan, effects, key).await;
         };
-        let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
         let entity = plan.id.to_string();
         let mut effects = Some(effects);
         for _ in 0..MAX_ATTEMPTS {
@@ -215,40 +224,45 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             let pending = effects.take().unwrap_or_default();
             // A unique violation on the key rolled the statement back: the key is stored, and
             // the read below finds it.
-            let applied = if pending.is_empty() {
+            let answer = if pending.is_empty() {
                 match B::transition_one_statement(conn, sql, args).await {
-                    Ok(applied) => applied,
-                    Err(error) if key.is_some() && is_unique_violation(&error) => None,
+                    Ok(answer) => answer,
+                    Err(error) if key.is_some() && is_key_violation(&error) => OneStatementRows::default(),
                     Err(error) => return Err(self.db(error)),
                 }
             } else {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| self.db(e))?;
-                match B::transition_one_statement(&mut tx, sql, args).await {
-                    Ok(Some((from, version))) => {
+                let answer = match B::transition_one_statement(&mut tx, sql, args).await {
+                    Ok(OneStatementRows { applied: Some((from, version)), .. }) => {
                         let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
                         self.run_effects(&mut tx, pending, &plan, from).await?;
                         tx.commit().await.map_err(|e| self.db(e))?;
                         return Ok(Outcome::Applied { from, to: plan.target, version });
                     }
-                    Ok(None) => {}
-                    Err(error) if key.is_some() && is_unique_violation(&error) => {}
+                    Ok(answer) => answer,
+                    Err(error) if key.is_some() && is_key_violation(&error) => OneStatementRows::default(),
                     Err(error) => return Err(self.db(error)),
-                }
+                };
                 tx.rollback().await.map_err(|e| self.db(e))?;
                 effects = Some(pending);
-                None
+                answer
             };
-            if let Some((from, version)) = applied {
+            if let Some((from, version)) = answer.applied {
                 let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
                 return Ok(Outcome::Applied { from, to: plan.target, version });
             }
-            let now = match self.read_classifying(conn, &plan.id, key).await? {
-                Classified::Replayed(outcome) => return outcome,
-                Classified::Row(now) => now,
+            let now = if key.is_none() {
+                self.snapshot_of(&plan.id, answer.row)?
+            } else {
+                match self.read_classifying(conn, &plan.id, key).await? {
+                    Classified::Replayed(outcome) => return outcome,
+                    Classified::Row(now) => now,
+                }
             };
             match plan.decide(now.state, now.version)? {
                 Decision::AlreadyApplied { state, version } => return already_applied(&plan.id, state, version),
-                // The row moved back into a legal source between the two statements: again.
+                // The row moved back into a legal source meanwhile (PostgreSQL: a concurrent
+                // transition committed after the statement's snapshot): again.
                 Decision::Apply { .. } => {}
             }
         }
@@ -444,7 +458,15 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         };
         match B::DIALECT {
             Dialect::Postgres => self.apply_one_statement(&mut conn, plan, effects, key).await,
-            Dialect::Sqlite | Dialect::MySql => self.apply_read_then_cas(&mut conn, plan, effects, key).await,
+            Dialect::Sqlite => {
+                // A request dropped in the middle of SQLite's batch would leave its transaction
+                // open on the connection: close the connection instead of pooling it then.
+                let mut conn = CloseUnlessFinished::new(&mut conn);
+                let outcome = self.apply_one_statement(&mut conn, plan, effects, key).await;
+                conn.finished();
+                outcome
+            }
+            Dialect::MySql => self.apply_read_then_cas(&mut conn, plan, effects, key).await,
         }
     }
 

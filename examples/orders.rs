@@ -8,6 +8,8 @@
 //!
 //! The story itself is `fsm_suite::order_demo::run`, so that a test tells it on every database.
 
+#![forbid(unsafe_code)]
+
 use fsm_suite::order_demo;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

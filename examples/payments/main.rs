@@ -10,6 +10,8 @@
 //! The service itself (routes, handlers, the machine, problem responses) is
 //! `fsm_suite::payments`, so that `tests/payments_service.rs` can start it in process.
 
+#![forbid(unsafe_code)]
+
 use fsm_suite::payments;
 use tracing_subscriber::EnvFilter;
 

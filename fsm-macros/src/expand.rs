@@ -12,15 +12,40 @@ use quote::quote;
 use crate::model::{Machine, Table, join};
 use crate::render;
 
+/// `::fsm_runtime::__private`, the root of every path in generated code: through it, the output
+/// neither needs the user's prelude nor breaks when the user's scope shadows a name (`core`,
+/// `Result`, `str`, `StateMachine`, ...).
+fn private() -> TokenStream {
+    quote!(::fsm_runtime::__private)
+}
+
 /// `::fsm_runtime::__private::core`, the path of `core` in generated code.
 fn core() -> TokenStream {
-    quote!(::fsm_runtime::__private::core)
+    let private = private();
+    quote!(#private::core)
+}
+
+/// The primitive types of generated code, by path (a user's `struct str;` would shadow `str`).
+struct Primitives {
+    /// `str`.
+    str: TokenStream,
+    /// `bool`.
+    bool: TokenStream,
+}
+
+impl Primitives {
+    /// The paths, through [`core`].
+    fn new() -> Self {
+        let core = core();
+        Primitives { str: quote!(#core::primitive::str), bool: quote!(#core::primitive::bool) }
+    }
 }
 
 /// The event enum and its inherent items, identical with and without errors: it only depends on
 /// the events named, so that code naming it keeps compiling.
 pub fn event_enum(machine: &Machine) -> TokenStream {
     let core = core();
+    let Primitives { str, .. } = Primitives::new();
     let vis = &machine.vis;
     let event = &machine.event;
     let idents: Vec<&Ident> = machine.events.iter().map(|event| &event.ident).collect();
@@ -49,7 +74,7 @@ pub fn event_enum(machine: &Machine) -> TokenStream {
             impl #event {
                 /// The name the event is recorded under (it honours `rename_all`).
                 #[must_use]
-                pub const fn as_str(self) -> &'static str {
+                pub const fn as_str(self) -> &'static #str {
                     match self {
                         #( Self::#idents => #stored, )*
                     }
@@ -92,13 +117,13 @@ pub struct Bodies {
 impl Bodies {
     /// Stubs for a machine with errors: it does not compile, so they never run.
     pub fn stub() -> Self {
-        let core = core();
+        let (private, core) = (private(), core());
         let unreachable = quote!(#core::unreachable!());
         Bodies {
             states: quote!(&[]),
             transitions: quote!(&[]),
             events: quote!(&[]),
-            mapping: quote!(::fsm_runtime::TableMapping::from_static("", "", "", "")),
+            mapping: quote!(#private::TableMapping::from_static("", "", "", "")),
             mermaid: String::new(),
             dot: String::new(),
             initial: unreachable.clone(),
@@ -118,7 +143,7 @@ impl Bodies {
 
     /// The bodies of a checked machine.
     pub fn real(machine: &Machine, table: &Table) -> Self {
-        let core = core();
+        let (private, core) = (private(), core());
         let event_ty = &machine.event;
         let name = &machine.name;
         let state = |index: usize| {
@@ -146,7 +171,7 @@ impl Bodies {
                 }
                 None => quote!(#core::option::Option::None),
             };
-            quote!(::fsm_runtime::Edge { from: #from, to: #to, event: #event })
+            quote!(#private::Edge { from: #from, to: #to, event: #event })
         });
 
         let sources = (0..machine.states.len()).map(|index| slice(table.sources(index)));
@@ -206,7 +231,7 @@ impl Bodies {
         } else {
             let otherwise = (!every_pair_fires).then(|| {
                 quote! {
-                    _ => #core::result::Result::Err(::fsm_runtime::InvalidEvent {
+                    _ => #core::result::Result::Err(#private::InvalidEvent {
                         machine: #name,
                         state: Self::as_str(self),
                         event: #event_ty::as_str(event),
@@ -228,7 +253,7 @@ impl Bodies {
             states: quote!(&[#(#all_states),*]),
             transitions: quote!(&[#(#transitions),*]),
             events: quote!(&[#(#all_events),*]),
-            mapping: quote!(::fsm_runtime::TableMapping::from_static(#table_name, #id, #column, #version)),
+            mapping: quote!(#private::TableMapping::from_static(#table_name, #id, #column, #version)),
             mermaid: render::mermaid(machine, table),
             dot: render::dot(machine, table),
             initial: state(table.initial),
@@ -236,7 +261,7 @@ impl Bodies {
             from_stored: quote! {
                 match name {
                     #(#stored => #core::result::Result::Ok(#all_states),)*
-                    _ => #core::result::Result::Err(::fsm_runtime::__private::unknown_state(#name, name, #expected)),
+                    _ => #core::result::Result::Err(#private::unknown_state(#name, name, #expected)),
                 }
             },
             sources: quote!(match target { #(#all_states => #sources,)* }),
@@ -255,7 +280,8 @@ impl Bodies {
 /// Everything the derive emits for a state enum, with the given bodies: the inherent items, the
 /// `StateMachine` impl, `FromStr`, `Display` and the codecs.
 pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
-    let core = core();
+    let (private, core) = (private(), core());
+    let Primitives { str, bool } = Primitives::new();
     let ident = &machine.ident;
     let event = &machine.event;
     let name = &machine.name;
@@ -288,9 +314,9 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
                 /// Every state, in declaration order.
                 pub const STATES: &'static [Self] = #states;
                 /// A Mermaid `stateDiagram-v2` rendering of the machine.
-                pub const MERMAID: &'static str = #mermaid;
+                pub const MERMAID: &'static #str = #mermaid;
                 /// A Graphviz DOT rendering of the machine.
-                pub const DOT: &'static str = #dot;
+                pub const DOT: &'static #str = #dot;
 
                 /// The state every new entity starts in (`#[state(initial)]`).
                 #[must_use]
@@ -300,7 +326,7 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
 
                 /// The name the state is stored under (it honours `rename` and `rename_all`).
                 #[must_use]
-                pub const fn as_str(self) -> &'static str {
+                pub const fn as_str(self) -> &'static #str {
                     #as_str
                 }
 
@@ -313,44 +339,44 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
 
                 /// Whether the table has an edge `from -> to`.
                 #[must_use]
-                pub const fn can_transition(from: Self, to: Self) -> bool {
+                pub const fn can_transition(from: Self, to: Self) -> #bool {
                     #can_transition
                 }
 
                 /// Whether no edge leaves this state.
                 #[must_use]
-                pub const fn is_terminal(self) -> bool {
+                pub const fn is_terminal(self) -> #bool {
                     #is_terminal
                 }
 
                 /// The state `event` leads to from this one, or an error when no edge exists.
-                pub const fn fire(self, event: #event) -> #result<Self, ::fsm_runtime::InvalidEvent> {
+                pub const fn fire(self, event: #event) -> #result<Self, #private::InvalidEvent> {
                     #fire
                 }
             }
 
             #allow_unused
             #[automatically_derived]
-            impl ::fsm_runtime::StateMachine for #ident {
+            impl #private::StateMachine for #ident {
                 type Event = #event;
 
-                const MACHINE: &'static str = #name;
+                const MACHINE: &'static #str = #name;
                 const STATES: &'static [Self] = Self::STATES;
-                const TRANSITIONS: &'static [::fsm_runtime::Edge<Self>] = #transitions;
+                const TRANSITIONS: &'static [#private::Edge<Self>] = #transitions;
                 const EVENTS: &'static [#event] = #events;
-                const MAPPING: ::fsm_runtime::TableMapping = #mapping;
-                const MERMAID: &'static str = Self::MERMAID;
-                const DOT: &'static str = Self::DOT;
+                const MAPPING: #private::TableMapping = #mapping;
+                const MERMAID: &'static #str = Self::MERMAID;
+                const DOT: &'static #str = Self::DOT;
 
                 fn initial() -> Self {
                     Self::initial()
                 }
 
-                fn as_str(self) -> &'static str {
+                fn as_str(self) -> &'static #str {
                     Self::as_str(self)
                 }
 
-                fn from_stored(name: &str) -> #result<Self, ::fsm_runtime::UnknownState> {
+                fn from_stored(name: &#str) -> #result<Self, #private::UnknownState> {
                     #from_stored
                 }
 
@@ -358,15 +384,15 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
                     Self::sources(target)
                 }
 
-                fn can_transition(from: Self, to: Self) -> bool {
+                fn can_transition(from: Self, to: Self) -> #bool {
                     Self::can_transition(from, to)
                 }
 
-                fn is_terminal(self) -> bool {
+                fn is_terminal(self) -> #bool {
                     Self::is_terminal(self)
                 }
 
-                fn fire(self, event: #event) -> #result<Self, ::fsm_runtime::InvalidEvent> {
+                fn fire(self, event: #event) -> #result<Self, #private::InvalidEvent> {
                     Self::fire(self, event)
                 }
 
@@ -378,25 +404,25 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
                     #event_targets
                 }
 
-                fn event_is_cyclic(event: #event) -> bool {
+                fn event_is_cyclic(event: #event) -> #bool {
                     #event_is_cyclic
                 }
 
-                fn event_name(event: #event) -> &'static str {
+                fn event_name(event: #event) -> &'static #str {
                     #event::as_str(event)
                 }
 
-                fn is_strict(target: Self) -> bool {
+                fn is_strict(target: Self) -> #bool {
                     #is_strict
                 }
             }
 
             #[automatically_derived]
             impl #core::str::FromStr for #ident {
-                type Err = ::fsm_runtime::UnknownState;
+                type Err = #private::UnknownState;
 
-                fn from_str(name: &str) -> #result<Self, ::fsm_runtime::UnknownState> {
-                    <Self as ::fsm_runtime::StateMachine>::from_stored(name)
+                fn from_str(name: &#str) -> #result<Self, #private::UnknownState> {
+                    <Self as #private::StateMachine>::from_stored(name)
                 }
             }
 
@@ -407,7 +433,7 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
                 }
             }
 
-            ::fsm_runtime::__impl_state_codecs!(#ident);
+            #private::__impl_state_codecs!(#ident);
         };
     }
 }

@@ -13,7 +13,7 @@ use syn::{Attribute, Data, DeriveInput, Fields, LitStr, Token};
 
 use crate::case::{RenameRule, snake_case};
 use crate::errors::Errors;
-use crate::model::{Event, Machine, Mapping, SqlName, State, Transition};
+use crate::model::{Event, Machine, Mapping, SqlName, State, Transition, join};
 
 /// The keys of `#[state_machine(...)]`.
 const MACHINE_KEYS: &[&str] = &["rename_all", "event", "name", "table", "id", "column", "version", "cyclic"];
@@ -53,6 +53,11 @@ pub fn machine(input: &DeriveInput, errors: &mut Errors) -> Option<Machine> {
     }
 
     let rule = attrs.rename_all;
+    let declared = format!(
+        "the states of `{}` are: {}",
+        input.ident,
+        join(data.variants.iter().map(|variant| format!("`{}`", variant.ident)))
+    );
     let mut states = Vec::with_capacity(data.variants.len());
     for variant in &data.variants {
         if !matches!(variant.fields, Fields::Unit) {
@@ -64,7 +69,7 @@ pub fn machine(input: &DeriveInput, errors: &mut Errors) -> Option<Machine> {
                 ),
             ));
         }
-        let state = state(&variant.ident, &variant.attrs, rule, errors);
+        let state = state(&variant.ident, &variant.attrs, rule, &declared, errors);
         states.push(state);
     }
 
@@ -163,8 +168,9 @@ fn machine_attrs(attrs: &[Attribute], errors: &mut Errors) -> MachineAttrs {
     out
 }
 
-/// Reads one variant and its `#[state(...)]` and `#[transition(...)]` attributes.
-fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, errors: &mut Errors) -> State {
+/// Reads one variant and its `#[state(...)]` and `#[transition(...)]` attributes; `declared`
+/// ("the states of `Order` are: ...") completes the error of an empty `from`.
+fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, declared: &str, errors: &mut Errors) -> State {
     let mut initial = None;
     let mut terminal = None;
     let mut rename: Option<LitStr> = None;
@@ -208,7 +214,7 @@ fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, errors: &
                 } else if key == "from" {
                     let list = ident_list(meta.value()?)?;
                     if list.is_empty() {
-                        return Err(meta.error("`from` needs at least one state"));
+                        return Err(meta.error(format!("`from` needs at least one state; {declared}")));
                     }
                     from = Some(list);
                 } else {

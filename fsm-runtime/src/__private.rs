@@ -1,6 +1,13 @@
 //! Paths the generated code uses. Not a public API: it may change in any release.
+//!
+//! Every path that `#[derive(StateMachine)]` emits goes through this module
+//! (`::fsm_runtime::__private::...`), so that the generated code neither depends on the user's
+//! prelude nor on which names the user's scope shadows.
 
 pub use core;
+
+pub use crate::{__impl_state_codecs, __impl_state_serde};
+pub use crate::{Edge, InvalidEvent, StateMachine, TableMapping, UnknownState};
 
 /// The error of a stored name that no state maps to; out of line, to keep the generated
 /// `from_stored` small.
@@ -15,7 +22,7 @@ pub fn unknown_state(machine: &'static str, value: &str, expected: &'static str)
 #[macro_export]
 macro_rules! __impl_state_codecs {
     ($state:ty) => {
-        $crate::__impl_state_serde!($state);
+        $crate::__private::__impl_state_serde!($state);
     };
 }
 
@@ -29,14 +36,14 @@ macro_rules! __impl_state_serde {
             fn serialize<S: $crate::__private::serde::Serializer>(
                 &self,
                 serializer: S,
-            ) -> ::core::result::Result<S::Ok, S::Error> {
-                serializer.serialize_str(<$state as $crate::StateMachine>::as_str(*self))
+            ) -> $crate::__private::core::result::Result<S::Ok, S::Error> {
+                serializer.serialize_str(<$state as $crate::__private::StateMachine>::as_str(*self))
             }
         }
         impl<'de> $crate::__private::serde::Deserialize<'de> for $state {
             fn deserialize<D: $crate::__private::serde::Deserializer<'de>>(
                 deserializer: D,
-            ) -> ::core::result::Result<Self, D::Error> {
+            ) -> $crate::__private::core::result::Result<Self, D::Error> {
                 $crate::__private::deserialize_state::<$state, D>(deserializer)
             }
         }

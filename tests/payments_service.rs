@@ -5,7 +5,10 @@
 //! same response (49 marked replayed); 50 captures of 50 payments with 50 keys debit until the
 //! balance is exhausted and never below zero; a replay after a restart returns the stored
 //! response; a missing key is 400, a reused key 422, bad JSON 400, an unknown id 404 and an
-//! illegal transition 409, each with an `application/problem+json` body.
+//! illegal transition 409, each with an `application/problem+json` body; a NUL in a path id, a
+//! path parameter that is not UTF-8 (`%FF`) and an overlong id are 400 naming the parameter, a
+//! NUL in a body field 422 naming the field, before any SQL; a database's data exception
+//! (SQLSTATE class 22) is a 422 problem, not a 500 or a 503.
 
 mod common;
 
@@ -76,6 +79,18 @@ impl Reply {
         let kind = problem["type"].as_str().unwrap_or_default();
         assert!(kind.ends_with(&format!("/{slug}")), "expected a `{slug}` problem, got {}", self.body);
         assert!(problem["title"].is_string() && problem["detail"].is_string(), "{}", self.body);
+    }
+
+    /// Asserts a 400 `invalid-path` problem naming the path parameter `parameter`.
+    fn assert_bad_path(&self, parameter: &str) {
+        self.assert_problem(StatusCode::BAD_REQUEST, "invalid-path");
+        assert_eq!(self.json()["parameter"], parameter, "{}", self.body);
+    }
+
+    /// Asserts a 422 `invalid-request` problem naming the body field `field`.
+    fn assert_bad_field(&self, field: &str) {
+        self.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request");
+        assert_eq!(self.json()["field"], field, "{}", self.body);
     }
 }
 
@@ -204,6 +219,31 @@ where
     api.get("/payments/pay_nope").await.assert_problem(StatusCode::NOT_FOUND, "not-found");
     api.get(&format!("/accounts/{run}-nobody")).await.assert_problem(StatusCode::NOT_FOUND, "not-found");
     api.get("/nowhere").await.assert_problem(StatusCode::NOT_FOUND, "no-such-route");
+
+    // Bad ids and strings are refused before any SQL (PostgreSQL would fail on a NUL with
+    // SQLSTATE 22021): a problem naming the path parameter (400) or the body field (422).
+    api.get(&format!("/payments/{payment}%00")).await.assert_bad_path("id");
+    api.get("/accounts/acc%00x").await.assert_bad_path("id");
+    api.post(&format!("/payments/{payment}%00/capture"), Some(&format!("{run}-nul-path")), "")
+        .await
+        .assert_bad_path("id");
+    api.get(&format!("/payments/{}", "p".repeat(65))).await.assert_bad_path("id");
+    let nul_account = json!({ "account_id": format!("{account}\u{0}"), "amount": 1_000 }).to_string();
+    api.post("/payments", Some(&format!("{run}-nul-account")), &nul_account).await.assert_bad_field("account_id");
+    let empty_account = json!({ "account_id": "", "amount": 1_000 }).to_string();
+    api.post("/payments", Some(&format!("{run}-empty-account")), &empty_account).await.assert_bad_field("account_id");
+    api.post(&format!("/payments/{payment}/cancel"), Some(&format!("{run}-nul-reason")), r#"{"reason": "a\u0000b"}"#)
+        .await
+        .assert_bad_field("reason");
+    // Not UTF-8 once percent-decoded: a problem body, not axum's plain-text 400.
+    api.get("/payments/%FF").await.assert_bad_path("id");
+    api.get("/accounts/acc_%FF%FE").await.assert_bad_path("id");
+    api.post("/payments/%FF/capture", Some(&format!("{run}-ff-id")), "").await.assert_bad_path("id");
+    api.post(&format!("/payments/{payment}/%FF"), Some(&format!("{run}-ff-action")), "")
+        .await
+        .assert_bad_path("action");
+    let unharmed = api.get(&format!("/payments/{payment}")).await.json();
+    assert_eq!((unharmed["state"].clone(), unharmed["version"].clone()), (json!("created"), json!(0)));
 
     // Illegal transitions: refund and capture before authorisation.
     let path = |action: &str| format!("/payments/{payment}/{action}");
@@ -339,6 +379,42 @@ where
     server.stop().await;
 }
 
+/// Asserts that the problem for `error`, a driver error of SQLSTATE class 22 (a data
+/// exception), is a 422 `invalid-data`, both as a store's database error and as the error of a
+/// keyed operation, not a 500 or a 503 that invites retries.
+fn assert_data_exception_is_422(error: sqlx::Error, sqlstate: &str) {
+    assert_eq!(error.as_database_error().and_then(|e| e.code()).as_deref(), Some(sqlstate), "{error}");
+    let error: fsm_runtime::BoxError = Box::new(error);
+    let store_error = fsm_runtime::Error::Database {
+        machine: "Payment",
+        table: "payments".to_owned(),
+        retryable: false,
+        source: error.to_string().into(),
+    };
+    assert_eq!(
+        payments::Problem::from_store(&store_error).status.as_u16(),
+        500,
+        "a plain message is not a driver error"
+    );
+    let database = fsm_runtime::Error::Database {
+        machine: "Payment",
+        table: "payments".to_owned(),
+        retryable: false,
+        source: error,
+    };
+    let problem = payments::Problem::from_store(&database);
+    assert_eq!((problem.status.as_u16(), problem.slug), (422, "invalid-data"), "{problem:?}");
+    assert!(problem.detail.contains(sqlstate), "{problem:?}");
+    let fsm_runtime::Error::Database { source, .. } = database else { unreachable!() };
+    let failed_work = fsm_runtime::Error::Operation { key: "k".to_owned(), source };
+    let problem = payments::Problem::from_store(&failed_work);
+    assert_eq!(
+        (problem.status.as_u16(), problem.slug, problem.retry_after),
+        (422, "invalid-data", None),
+        "{problem:?}"
+    );
+}
+
 /// Runs the scenario with a deadline.
 async fn bounded(scenario: impl Future<Output = ()>) {
     tokio::time::timeout(SCENARIO_TIMEOUT, scenario).await.expect("the scenario ends in time");
@@ -367,6 +443,11 @@ async fn payment_service_on_postgres() {
         postgres_pool(test).await.expect("PostgreSQL answered a moment ago")
     }))
     .await;
+    // What the checks before SQL keep from happening: a NUL in text, SQLSTATE 22021.
+    let pool = postgres_pool(test).await.expect("PostgreSQL answered a moment ago");
+    let error =
+        sqlx::query("SELECT $1::text").bind("a\0b").fetch_one(&pool).await.expect_err("PostgreSQL refuses a NUL");
+    assert_data_exception_is_422(error, "22021");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -379,4 +460,12 @@ async fn payment_service_on_mariadb() {
         mysql_pool(test).await.expect("MariaDB answered a moment ago")
     }))
     .await;
+    // A data exception of MariaDB: BIGINT out of range, SQLSTATE 22003.
+    let pool = mysql_pool(test).await.expect("MariaDB answered a moment ago");
+    let error = sqlx::query("SELECT CAST(? AS SIGNED) + 9223372036854775807")
+        .bind(1_i64)
+        .fetch_one(&pool)
+        .await
+        .expect_err("MariaDB refuses an overflow");
+    assert_data_exception_is_422(error, "22003");
 }

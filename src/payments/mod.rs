@@ -2,9 +2,11 @@
 //!
 //! Every state change of a payment is a transition of [`PaymentState`]; capture debits the
 //! account with a conditional update and enqueues a receipt in the outbox, both as effects in
-//! the transaction of the transition. Every `POST` takes an `Idempotency-Key` header: the first
-//! response is stored under the key in the same transaction as the work, and a retry with the
-//! same key and request gets it again with `Idempotent-Replayed: true`.
+//! the transaction of the transition. Every `POST` takes an `Idempotency-Key` header, stored in
+//! the same transaction as the work: with the response for a create, with the transition's
+//! outcome (from, to, version) for a transition, whose body a replay rebuilds from it. A retry
+//! with the same key and request gets the same status and body again with
+//! `Idempotent-Replayed: true`. Ids and strings of a request are checked before any SQL.
 //!
 //! | endpoint | does |
 //! |---|---|
@@ -24,6 +26,7 @@ mod ledger;
 mod machine;
 mod problem;
 mod routes;
+mod validate;
 
 use std::future::Future;
 use std::time::Duration;

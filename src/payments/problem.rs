@@ -62,6 +62,23 @@ impl Problem {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", "Request body is not a valid request", detail)
     }
 
+    /// 400: a path parameter is not valid (not UTF-8 once percent-decoded, not an id).
+    pub fn invalid_path(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-path", "A path parameter is not valid", detail)
+    }
+
+    /// 422: the database refused a value of the request as data it cannot hold (an SQLSTATE of
+    /// class 22, "data exception"): the same request will be refused again, so it is not a
+    /// 503. The checks before any SQL should catch such values first; this is the second line.
+    pub fn invalid_data(sqlstate: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-data",
+            "The database refused a value of the request",
+            format!("a value of the request cannot be stored or compared (SQLSTATE {sqlstate})"),
+        )
+    }
+
     /// 404: no such resource.
     pub fn not_found(what: &str, id: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "No such resource", format!("{what} `{id}` does not exist"))
@@ -108,6 +125,12 @@ impl Problem {
 
     /// The problem for a store error on payment `id`.
     pub fn from_store(error: &Error) -> Self {
+        if let Error::Database { source, .. } = error
+            && let Some(sqlstate) = data_exception(source.as_ref())
+        {
+            tracing::warn!(%error, "the database refused a value of the request");
+            return Self::invalid_data(&sqlstate);
+        }
         match error {
             Error::NotFound { id, .. } => Self::not_found("payment", &id.to_string()),
             Error::InvalidTransition { from, to, .. } => Self::new(
@@ -166,10 +189,35 @@ impl Problem {
             )
             .with("account_id", unknown.0.clone());
         }
+        if let Some(sqlstate) = data_exception(source) {
+            tracing::warn!(error = %source, "work rolled back: the database refused a value of the request");
+            return Self::invalid_data(&sqlstate);
+        }
         // A database failure inside the work: everything was rolled back, so a retry is safe.
         tracing::warn!(error = %source, "work rolled back");
         Self::unavailable("the work failed and was rolled back; retry the same request")
     }
+}
+
+/// The SQLSTATE of a PostgreSQL or MySQL/MariaDB error of class 22 ("data exception": a NUL
+/// in text `22021`, a string too long `22001`, a number out of range `22003`, …), found in
+/// `error` or its chain of sources. SQLite reports result codes, not SQLSTATEs: never one.
+fn data_exception(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(fsm_runtime::sqlx::Error::Database(db)) = error.downcast_ref::<fsm_runtime::sqlx::Error>() {
+            let sqlstate = |code: &str| (code.len() == 5 && code.starts_with("22")).then(|| code.to_owned());
+            if let Some(pg) = db.try_downcast_ref::<fsm_runtime::sqlx::postgres::PgDatabaseError>() {
+                return sqlstate(pg.code());
+            }
+            if let Some(mysql) = db.try_downcast_ref::<fsm_runtime::sqlx::mysql::MySqlDatabaseError>() {
+                return mysql.code().and_then(sqlstate);
+            }
+            return None;
+        }
+        current = error.source();
+    }
+    None
 }
 
 impl IntoResponse for Problem {

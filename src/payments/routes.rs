@@ -2,8 +2,8 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::keys::{fingerprint, idempotency_key, json_response};
+use super::validate::{PathParams, body_field, check_id, check_text, path_id};
 use super::{
     InsufficientFunds, Ledger, PaymentEvent, PaymentRow, PaymentService, PaymentState, PaymentView, Problem, RECEIPTS,
     StoredResponse, UnknownAccount,
@@ -129,7 +130,7 @@ async fn open_account<B: Ledger>(
     let key = idempotency_key(&headers)?;
     let request: NewAccount = parse_body(body, false)?;
     if request.balance < 0 {
-        return Err(Problem::invalid_request("`balance` must be zero or more"));
+        return Err(Problem::invalid_request("`balance` must be zero or more").with("field", "balance"));
     }
     let fingerprint = fingerprint("POST", uri.path(), &request)?;
     let id = new_id("acc");
@@ -148,8 +149,9 @@ async fn open_account<B: Ledger>(
 
 async fn read_account<B: Ledger>(
     State(service): State<PaymentService<B>>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, Problem> {
+    path_id("id", &id)?;
     let balance = service.balance(&id).await.map_err(database)?.ok_or_else(|| Problem::not_found("account", &id))?;
     Ok(json_response(StatusCode::OK, &AccountView { id, balance }, false))
 }
@@ -162,8 +164,9 @@ async fn create_payment<B: Ledger>(
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
     let request: NewPayment = parse_body(body, false)?;
+    body_field("account_id", check_id(&request.account_id))?;
     if request.amount <= 0 {
-        return Err(Problem::invalid_request("`amount` must be more than zero"));
+        return Err(Problem::invalid_request("`amount` must be more than zero").with("field", "amount"));
     }
     let fingerprint = fingerprint("POST", uri.path(), &request)?;
     let id = new_id("pay");
@@ -189,8 +192,9 @@ async fn create_payment<B: Ledger>(
 
 async fn read_payment<B: Ledger>(
     State(service): State<PaymentService<B>>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, Problem> {
+    path_id("id", &id)?;
     let payment = service.payment(&id).await.map_err(database)?.ok_or_else(|| Problem::not_found("payment", &id))?;
     let history = service.store().history(id.as_str()).await?;
     let history = history
@@ -220,7 +224,7 @@ struct TransitionCall {
 /// action is an unknown route (404).
 async fn fire_action<B: Ledger>(
     State(service): State<PaymentService<B>>,
-    Path((id, action)): Path<(String, String)>,
+    PathParams((id, action)): PathParams<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -232,6 +236,7 @@ async fn fire_action<B: Ledger>(
         "cancel" => PaymentEvent::Cancel,
         _ => return Err(no_route(uri).await),
     };
+    path_id("id", &id)?;
     let call = TransitionCall { id, path: uri.path().to_owned(), headers, body };
     transition(&service, call, event).await
 }
@@ -246,6 +251,9 @@ async fn transition<B: Ledger>(
     let TransitionCall { id, path, headers, body } = call;
     let key = idempotency_key(&headers)?;
     let request: TransitionBody = parse_body(body, true)?;
+    if let Some(reason) = &request.reason {
+        body_field("reason", check_text(reason))?;
+    }
     let fingerprint = fingerprint("POST", &path, &request)?;
     let payment = service.payment(&id).await.map_err(database)?.ok_or_else(|| Problem::not_found("payment", &id))?;
     let event_name = PaymentState::event_name(event);

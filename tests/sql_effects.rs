@@ -267,7 +267,61 @@ async fn effect_sql_error_rolls_back<B: TestBackend>(fx: Arc<Fixture<B, Order>>)
     assert_eq!(store.history(1).await.unwrap().len(), 1);
 }
 
+/// An effect that updates two accounts in the opposite order of a concurrent one.
+fn cross_debit<B: TestBackend>(
+    accounts: &str,
+    first: i64,
+    second: i64,
+    both_locked_one: Arc<tokio::sync::Barrier>,
+) -> impl for<'t> FnOnce(&'t mut B::Connection) -> EffectFuture<'t> + Send + 'static {
+    let sql = format!("UPDATE {accounts} SET balance = balance - 1 WHERE id = {}", B::param(1));
+    move |conn: &mut B::Connection| -> EffectFuture<'_> {
+        Box::pin(async move {
+            B::execute(conn, sql.clone(), vec![first.into()]).await?;
+            both_locked_one.wait().await;
+            B::execute(conn, sql, vec![second.into()]).await?;
+            Ok(())
+        })
+    }
+}
+
+/// Two transitions whose effects lock two accounts in opposite orders: the database picks one
+/// as a deadlock victim. Its `Error::Effect` says a retry is safe (`is_retryable`), nothing of
+/// it stays (state, version, history, debit), and the retry applies. SQLite has one writer at a
+/// time, so its effects cannot interleave: the case runs on PostgreSQL and MySQL/MariaDB.
+async fn deadlocked_effect_is_retryable<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
+    if B::LABEL == "SQLite" {
+        return;
+    }
+    let accounts = accounts(&fx, &[(1, 100), (2, 100)]).await;
+    fx.store.create(1).await.unwrap();
+    fx.store.create(2).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let (one, two) = (fx.clone(), fx.clone());
+    let (a, b) = (cross_debit::<B>(&accounts, 1, 2, barrier.clone()), cross_debit::<B>(&accounts, 2, 1, barrier));
+    let first = tokio::spawn(async move { one.store.apply(TransitionRequest::to(1, Order::Paid).effect(a)).await });
+    let second = tokio::spawn(async move { two.store.apply(TransitionRequest::to(2, Order::Paid).effect(b)).await });
+    let results = [first.await.unwrap(), second.await.unwrap()];
+    let applied = results.iter().filter(|r| matches!(r, Ok(o) if o.is_applied())).count();
+    let victims: Vec<_> = results.iter().enumerate().filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e))).collect();
+    assert_eq!((applied, victims.len()), (1, 1), "{}: {results:?}", B::LABEL);
+    let (index, error) = victims[0];
+    assert!(matches!(error, Error::Effect { .. }), "{}: {error:?}", B::LABEL);
+    assert!(error.is_retryable(), "{}: a deadlock victim must be retryable: {error:?}", B::LABEL);
+    let victim = i64::try_from(index).unwrap() + 1;
+    assert_eq!(fx.store.get(victim).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    assert_eq!(fx.history_rows(&fx.table, &victim.to_string()).await, 0);
+    // Only the winner's two debits stay.
+    assert_eq!(balance(&fx, &accounts, 1).await + balance(&fx, &accounts, 2).await, 198);
+    // The retry applies (no concurrent effect now: the barrier is passed by one task alone).
+    let alone = Arc::new(tokio::sync::Barrier::new(1));
+    let retry = TransitionRequest::to(victim, Order::Paid).effect(cross_debit::<B>(&accounts, 1, 2, alone));
+    assert!(fx.store.apply(retry).await.unwrap().is_applied());
+    assert_eq!(balance(&fx, &accounts, 1).await + balance(&fx, &accounts, 2).await, 196);
+}
+
 sql_support::per_backend!(
+    deadlocked_effect_is_retryable,
     debit_applies_once,
     insufficient_funds_rolls_back,
     effect_sees_its_own_transaction,

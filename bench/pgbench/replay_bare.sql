@@ -1,4 +1,4 @@
--- replay, bare: the one-statement CTE alone on a row already in the target (0 rows), without
--- the classifying read: the floor of any replay that writes nothing.
+-- replay, bare: the compare-and-set UPDATE alone on a row already in the target (0 rows), the
+-- statement of shared/BASELINE.md's (1r): the floor of any replay that writes nothing.
 \set id random(1, :entities)
-WITH source AS (SELECT "state" AS from_state FROM "bench_orders" WHERE "id" = :id AND "state" = ANY(:src_b) AND (NULL::bigint IS NULL OR "version" = NULL::bigint) FOR UPDATE), moved AS (UPDATE "bench_orders" SET "state" = :a, "version" = "bench_orders"."version" + 1 FROM source WHERE "bench_orders"."id" = :id RETURNING "bench_orders"."version" AS version, source.from_state) INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) SELECT :tbl, :machine, :id, moved.version, moved.from_state, :a, NULL, :at FROM moved RETURNING from_state, version;
+UPDATE "bench_orders" SET "state" = :a, "version" = "version" + 1 WHERE "id" = :id AND "state" = ANY(:src_b);

@@ -187,14 +187,34 @@ pub enum Error {
     },
 }
 
+/// Whether a caller's error is, or wraps, a transient database error.
+fn source_is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(source);
+    while let Some(error) = next {
+        #[cfg(feature = "_sql")]
+        if let Some(database) = error.downcast_ref::<sqlx::Error>() {
+            return crate::store::sql::db_error::is_transient(database);
+        }
+        if let Some(Error::Database { retryable, .. }) = error.downcast_ref::<Error>() {
+            return *retryable;
+        }
+        next = error.source();
+    }
+    false
+}
+
 impl Error {
     /// Whether trying the same operation again may succeed: a [`Error::Conflict`], a
-    /// [`Error::VersionConflict`] after a fresh read, or a [`Error::Database`] error the database
-    /// marked transient. Everything else fails again the same way.
+    /// [`Error::VersionConflict`] after a fresh read, a [`Error::Database`] error the database
+    /// marked transient, or an [`Error::Effect`] / [`Error::Operation`] whose own SQL failed
+    /// that way (a deadlock or serialization failure in the caller's statement: the whole
+    /// transaction was rolled back, nothing of it stays). Everything else fails again the same
+    /// way.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Conflict { .. } | Self::VersionConflict { .. } => true,
             Self::Database { retryable, .. } => *retryable,
+            Self::Effect { source, .. } | Self::Operation { source, .. } => source_is_transient(source.as_ref()),
             _ => false,
         }
     }

@@ -213,6 +213,25 @@ pub trait Backend: sqlx::Database + private::Sealed {
         message_id: &str,
     ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
 
+    /// The migration versions recorded in `fsm_schema_migrations`.
+    #[doc(hidden)]
+    fn migration_versions(conn: &mut Self::Connection) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send;
+
+    /// The first column of the first row of `sql` (no parameters), as text.
+    #[doc(hidden)]
+    fn fetch_text(
+        conn: &mut Self::Connection,
+        sql: &str,
+    ) -> impl Future<Output = Result<Option<String>, sqlx::Error>> + Send;
+
+    /// Records migration `version` as applied.
+    #[doc(hidden)]
+    fn record_migration(
+        conn: &mut Self::Connection,
+        version: i64,
+        at_micros: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
     /// A statement without parameters (migrations, schema checks).
     #[doc(hidden)]
     fn execute_plain(conn: &mut Self::Connection, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
@@ -481,6 +500,29 @@ macro_rules! impl_backend {
                     Err(error) if $crate::store::sql::db_error::is_unique_violation(&error) => Ok(false),
                     Err(error) => Err(error),
                 }
+            }
+
+            async fn migration_versions(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> Result<Vec<i64>, sqlx::Error> {
+                sqlx::query_scalar::<$db, i64>("SELECT version FROM fsm_schema_migrations").fetch_all(&mut *conn).await
+            }
+
+            async fn fetch_text(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &str,
+            ) -> Result<Option<String>, sqlx::Error> {
+                sqlx::query_scalar::<$db, String>(sqlx::AssertSqlSafe(sql)).fetch_optional(&mut *conn).await
+            }
+
+            async fn record_migration(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                version: i64,
+                at_micros: i64,
+            ) -> Result<(), sqlx::Error> {
+                let sql = <$db as $crate::store::sql::backend::Backend>::DIALECT.record_migration();
+                sqlx::query::<$db>(sqlx::AssertSqlSafe(sql)).bind(version).bind(at_micros).execute(&mut *conn).await?;
+                Ok(())
             }
 
             async fn execute_plain(

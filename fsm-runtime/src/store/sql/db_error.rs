@@ -9,10 +9,14 @@ const TRANSIENT_CODES: &[&str] = &[
     "40P01", // deadlock_detected (PostgreSQL)
     "55P03", // lock_not_available (PostgreSQL)
     "57P01", // admin_shutdown (PostgreSQL)
+    "57P02", // crash_shutdown (PostgreSQL)
+    "57P03", // cannot_connect_now: the server is starting or recovering (PostgreSQL)
+    "53300", // too_many_connections (PostgreSQL)
     "08000", "08003", "08006", "08001", "08004", // connection exceptions
     "HY000", // MySQL: lock wait timeout is reported under this general state (checked by number below)
     "5",     // SQLITE_BUSY
     "6",     // SQLITE_LOCKED
+    "262",   // SQLITE_LOCKED_SHAREDCACHE
     "261",   // SQLITE_BUSY_RECOVERY
     "517",   // SQLITE_BUSY_SNAPSHOT
     "773",   // SQLITE_BUSY_TIMEOUT

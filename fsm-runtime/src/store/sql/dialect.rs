@@ -37,28 +37,64 @@ impl Dialect {
         }
     }
 
-    /// The scripts of the runtime's own tables, run by `migrate`, one statement after another
-    /// (statements are separated by `;` at the end of a line).
-    pub(crate) fn migrations(self) -> &'static [&'static str] {
+    /// The scripts of the runtime's own tables with their versions, run by `migrate` in order,
+    /// each once per database (statements are separated by `;` at the end of a line).
+    pub(crate) fn migrations(self) -> &'static [(i64, &'static str)] {
         match self {
             Self::Sqlite => &[
-                include_str!("../../../migrations/sqlite/0001_history.sql"),
-                include_str!("../../../migrations/sqlite/0002_idempotency_keys.sql"),
-                include_str!("../../../migrations/sqlite/0003_outbox.sql"),
-                include_str!("../../../migrations/sqlite/0004_outbox_topic_index.sql"),
+                (1, include_str!("../../../migrations/sqlite/0001_history.sql")),
+                (2, include_str!("../../../migrations/sqlite/0002_idempotency_keys.sql")),
+                (3, include_str!("../../../migrations/sqlite/0003_outbox.sql")),
+                (4, include_str!("../../../migrations/sqlite/0004_outbox_topic_index.sql")),
             ],
             Self::Postgres => &[
-                include_str!("../../../migrations/postgres/0001_history.sql"),
-                include_str!("../../../migrations/postgres/0002_idempotency_keys.sql"),
-                include_str!("../../../migrations/postgres/0003_outbox.sql"),
-                include_str!("../../../migrations/postgres/0004_outbox_topic_index.sql"),
+                (1, include_str!("../../../migrations/postgres/0001_history.sql")),
+                (2, include_str!("../../../migrations/postgres/0002_idempotency_keys.sql")),
+                (3, include_str!("../../../migrations/postgres/0003_outbox.sql")),
+                (4, include_str!("../../../migrations/postgres/0004_outbox_topic_index.sql")),
             ],
             Self::MySql => &[
-                include_str!("../../../migrations/mysql/0001_history.sql"),
-                include_str!("../../../migrations/mysql/0002_idempotency_keys.sql"),
-                include_str!("../../../migrations/mysql/0003_outbox.sql"),
-                include_str!("../../../migrations/mysql/0004_outbox_topic_index.sql"),
+                (1, include_str!("../../../migrations/mysql/0001_history.sql")),
+                (2, include_str!("../../../migrations/mysql/0002_idempotency_keys.sql")),
+                (3, include_str!("../../../migrations/mysql/0003_outbox.sql")),
+                (4, include_str!("../../../migrations/mysql/0004_outbox_topic_index.sql")),
+                (5, include_str!("../../../migrations/mysql/0005_binary_collation.sql")),
             ],
+        }
+    }
+
+    /// The table of applied migration versions. A database migrated before it existed runs
+    /// every script once more: each of them may run twice (`IF NOT EXISTS`, an index that
+    /// exists is ignored, a collation converted again is unchanged).
+    pub(crate) fn migrations_table(self) -> &'static str {
+        "CREATE TABLE IF NOT EXISTS fsm_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, applied_at_micros BIGINT NOT NULL)"
+    }
+
+    /// MySQL/MariaDB: the query that names the server's binary, non-padding collation of
+    /// `utf8mb4` (`utf8mb4_nopad_bin` on MariaDB, `utf8mb4_0900_bin` on MySQL 8), which the
+    /// migrations put in place of `{binary_collation}`; `utf8mb4_bin` (which ignores trailing
+    /// spaces) where the server has neither.
+    pub(crate) fn binary_collation_query(self) -> Option<&'static str> {
+        match self {
+            Self::MySql => Some(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS \
+                 WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin') ORDER BY COLLATION_NAME DESC LIMIT 1",
+            ),
+            Self::Sqlite | Self::Postgres => None,
+        }
+    }
+
+    /// Records an applied migration version (`?1` version, `?2` at_micros); a version that
+    /// another process recorded first is no error.
+    pub(crate) fn record_migration(self) -> &'static str {
+        match self {
+            Self::Sqlite => {
+                "INSERT INTO fsm_schema_migrations (version, applied_at_micros) VALUES (?, ?) ON CONFLICT DO NOTHING"
+            }
+            Self::Postgres => {
+                "INSERT INTO fsm_schema_migrations (version, applied_at_micros) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            }
+            Self::MySql => "INSERT IGNORE INTO fsm_schema_migrations (version, applied_at_micros) VALUES (?, ?)",
         }
     }
 }

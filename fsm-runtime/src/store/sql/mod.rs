@@ -366,21 +366,42 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     }
 }
 
-/// Runs the runtime's migrations of backend `B` on `pool`.
+/// Runs the runtime's migrations of backend `B` on `pool`: each script whose version
+/// `fsm_schema_migrations` does not list, in order, then records it.
 pub(crate) async fn migrate<B: Backend>(pool: &sqlx::Pool<B>, machine: &'static str) -> Result<(), Error> {
-    let mut conn = pool.acquire().await.map_err(|e| database_error(machine, "fsm_history", e))?;
-    let statements = B::DIALECT.migrations().iter().flat_map(|script| script.split(";\n")).map(str::trim);
-    for statement in statements.filter(|statement| !statement.is_empty()) {
-        // Two processes creating a table at once: PostgreSQL may report a duplicate type for
-        // the loser of `CREATE TABLE IF NOT EXISTS`; the table then exists.
-        if let Err(error) = B::execute_plain(&mut conn, statement).await
-            && !is_unique_violation(&error)
-            && !is_duplicate_index(&error)
-        {
-            return Err(database_error(machine, "fsm_history", error));
+    let failed = |error| database_error(machine, "fsm_schema_migrations", error);
+    let mut conn = pool.acquire().await.map_err(failed)?;
+    run_tolerating_races::<B>(&mut conn, B::DIALECT.migrations_table()).await.map_err(failed)?;
+    let applied = B::migration_versions(&mut conn).await.map_err(failed)?;
+    let mut collation = None;
+    for &(version, script) in B::DIALECT.migrations() {
+        if applied.contains(&version) {
+            continue;
         }
+        if script.contains("{binary_collation}") && collation.is_none() {
+            let query = B::DIALECT.binary_collation_query().unwrap_or("SELECT 'utf8mb4_bin'");
+            let found = B::fetch_text(&mut conn, query).await.map_err(failed)?;
+            collation = Some(found.unwrap_or_else(|| "utf8mb4_bin".to_owned()));
+        }
+        let script = script.replace("{binary_collation}", collation.as_deref().unwrap_or("utf8mb4_bin"));
+        for statement in script.split(";\n").map(str::trim).filter(|statement| !statement.is_empty()) {
+            run_tolerating_races::<B>(&mut conn, statement)
+                .await
+                .map_err(|error| database_error(machine, "fsm_history", error))?;
+        }
+        B::record_migration(&mut conn, version, now_micros()).await.map_err(failed)?;
     }
     Ok(())
+}
+
+/// Runs one migration statement. Two processes creating a table at once: PostgreSQL may report
+/// a duplicate type for the loser of `CREATE TABLE IF NOT EXISTS`, and MySQL a duplicate index;
+/// the table or index then exists.
+async fn run_tolerating_races<B: Backend>(conn: &mut B::Connection, statement: &str) -> Result<(), sqlx::Error> {
+    match B::execute_plain(conn, statement).await {
+        Err(error) if !is_unique_violation(&error) && !is_duplicate_index(&error) => Err(error),
+        _ => Ok(()),
+    }
 }
 
 impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {

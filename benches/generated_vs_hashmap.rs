@@ -1,12 +1,15 @@
 //! The generated transition table against a `HashMap` of the same table.
 //!
-//! `cargo bench --bench generated_vs_hashmap` prints criterion's timings; the ratio of the
-//! `hashmap/*` to the `generated/*` medians is the speed-up of the generated `match`es.
+//! `cargo bench --bench generated_vs_hashmap` prints criterion's timings, per call
+//! (`Throughput::Elements`: one element is one `can_transition` or `fire` call), then one line per
+//! pair with the nanoseconds per call of each side and the generated/HashMap speed ratio, from a
+//! plain timing loop of its own (see [`summary`]).
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::time::Instant;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fsm_runtime::{Fingerprint, IdempotencyKey, MemoryStore, StateMachine, Store, TransitionRequest};
 use fsm_suite::order::{OrderEvent, OrderState};
 
@@ -24,14 +27,29 @@ fn pairs() -> (Moves, Fires) {
     (moves, fires)
 }
 
+/// The `(from, to)` edges of the table as a `HashMap`.
+type Edges = HashMap<(OrderState, OrderState), ()>;
+/// The `(from, event) -> to` map of the table.
+type ByEvent = HashMap<(OrderState, OrderEvent), OrderState>;
+
+/// The table as `HashMap`s.
+fn hash_tables() -> (Edges, ByEvent) {
+    let edges = OrderState::TRANSITIONS.iter().map(|e| ((e.from, e.to), ())).collect();
+    let by_event = OrderState::TRANSITIONS.iter().filter_map(|e| Some(((e.from, e.event?), e.to))).collect();
+    (edges, by_event)
+}
+
+/// Elements of a group: one per call in an iteration.
+fn elements(calls: usize) -> Throughput {
+    Throughput::Elements(u64::try_from(calls).unwrap_or(u64::MAX))
+}
+
 fn tables(c: &mut Criterion) {
     let (moves, fires) = pairs();
-    let edges: HashMap<(OrderState, OrderState), ()> =
-        OrderState::TRANSITIONS.iter().map(|e| ((e.from, e.to), ())).collect();
-    let by_event: HashMap<(OrderState, OrderEvent), OrderState> =
-        OrderState::TRANSITIONS.iter().filter_map(|e| Some(((e.from, e.event?), e.to))).collect();
+    let (edges, by_event) = hash_tables();
 
     let mut group = c.benchmark_group("can_transition");
+    group.throughput(elements(moves.len()));
     group.bench_function("generated", |b| {
         b.iter(|| moves.iter().filter(|&&(a, z)| OrderState::can_transition(black_box(a), black_box(z))).count())
     });
@@ -41,6 +59,7 @@ fn tables(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("fire");
+    group.throughput(elements(fires.len()));
     group.bench_function("generated", |b| {
         b.iter(|| fires.iter().filter_map(|&(s, e)| black_box(s).fire(black_box(e)).ok()).count())
     });
@@ -48,6 +67,52 @@ fn tables(c: &mut Criterion) {
         b.iter(|| fires.iter().filter_map(|&(s, e)| by_event.get(&(black_box(s), black_box(e)))).count())
     });
     group.finish();
+
+    summary(&moves, &fires, &edges, &by_event);
+}
+
+/// Calls per side in [`summary`]'s timing loop.
+const SUMMARY_CALLS: usize = 2_000_000;
+
+/// Nanoseconds per call of `call`, over about `SUMMARY_CALLS` calls (whole passes over
+/// `inputs`), after one warm-up pass. The loop's own overhead is included, on both sides alike.
+fn ns_per_call<T: Copy, R>(inputs: &[T], mut call: impl FnMut(T) -> R) -> f64 {
+    for &input in inputs {
+        black_box(call(black_box(input)));
+    }
+    let passes = (SUMMARY_CALLS / inputs.len().max(1)).max(1);
+    let start = Instant::now();
+    for _ in 0..passes {
+        for &input in inputs {
+            black_box(call(black_box(input)));
+        }
+    }
+    start.elapsed().as_secs_f64() * 1e9 / (passes * inputs.len()).max(1) as f64
+}
+
+/// Prints, per pair, ns per call of the generated code and of the `HashMap`, and how many times
+/// faster the generated code is (HashMap time / generated time), from one plain timing loop each:
+/// a rougher figure than criterion's, printed so that the ratio is in the output.
+fn summary(moves: &[(OrderState, OrderState)], fires: &[(OrderState, OrderEvent)], edges: &Edges, by_event: &ByEvent) {
+    let pairs = [
+        (
+            "can_transition",
+            ns_per_call(moves, |(a, z)| OrderState::can_transition(a, z)),
+            ns_per_call(moves, |(a, z)| edges.contains_key(&(a, z))),
+        ),
+        (
+            "fire",
+            ns_per_call(fires, |(s, e)| s.fire(e).ok()),
+            ns_per_call(fires, |(s, e)| by_event.get(&(s, e)).copied()),
+        ),
+    ];
+    for (name, generated, hashmap) in pairs {
+        eprintln!(
+            "summary {name}: generated {generated:.2} ns/call, hashmap {hashmap:.2} ns/call, \
+             generated is {:.1}x the speed of hashmap ({SUMMARY_CALLS} calls each)",
+            hashmap / generated
+        );
+    }
 }
 
 fn memory_store(c: &mut Criterion) {

@@ -339,6 +339,36 @@ pub async fn keyed_transition_replays<S: Store<Order> + RawAccess + 'static>(sto
     assert_eq!(store.history(1).await.unwrap().len(), 2);
 }
 
+/// Keys are compared byte for byte: sources that differ only in letter case (or in trailing
+/// spaces) are different keys, never a replay of each other (MySQL/MariaDB compare text
+/// case-insensitively unless the column is declared binary).
+pub async fn keys_differing_in_case_are_different<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    for id in [1, 2, 3] {
+        store.create(id).await.unwrap();
+    }
+    let upper = IdempotencyKey::new(format!("{table}-Web"), 1).unwrap();
+    let lower = IdempotencyKey::new(format!("{table}-web"), 1).unwrap();
+    let padded = IdempotencyKey::new(format!("{table}-web "), 1).unwrap();
+    for (id, key) in [(1, upper), (2, lower), (3, padded)] {
+        let request =
+            TransitionRequest::to(id, Order::Paid).idempotency_key(key.clone(), fingerprint(&format!("pay {id}")));
+        assert_eq!(
+            store.apply(request).await.unwrap(),
+            Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 },
+            "key {key} on entity {id}"
+        );
+    }
+    let (a, b) = (
+        IdempotencyKey::opaque(format!("{table}-Op")).unwrap(),
+        IdempotencyKey::opaque(format!("{table}-op")).unwrap(),
+    );
+    let first =
+        store.run_once(a, fingerprint("a"), |_tx| Box::pin(async { Ok::<_, fsm_runtime::BoxError>(1) })).await.unwrap();
+    let second =
+        store.run_once(b, fingerprint("b"), |_tx| Box::pin(async { Ok::<_, fsm_runtime::BoxError>(2) })).await.unwrap();
+    assert_eq!((first.into_inner(), second.into_inner()), (1, 2));
+}
+
 /// A keyed transition that fails stores nothing: the same key works once the cause is fixed.
 pub async fn failed_keyed_transition_stores_nothing<S: Store<Order> + RawAccess + 'static>(
     store: Arc<S>,
@@ -669,4 +699,35 @@ pub async fn retry_on_conflict_decides_again<S: Store<Order> + RawAccess + 'stat
     .unwrap_err();
     assert!(matches!(error, Error::Conflict { expected: "paid", actual: "shipped", .. }), "{error:?}");
     assert_eq!(tries.load(Ordering::SeqCst), 3);
+}
+
+/// Racing fires of one event: 64 concurrent tasks fire `Pay` on the same entity; exactly one
+/// applies, the others see it applied, and one history row is written.
+pub async fn racing_fires_apply_once<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    store.create(1).await.unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.fire(1, OrderEvent::Pay).await })
+        })
+        .collect();
+    let (mut applied, mut already) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Outcome::Applied { from, to, version } => {
+                assert_eq!((from, to, version), (Order::Created, Order::Paid, 1));
+                applied += 1;
+            }
+            Outcome::AlreadyApplied { state, version } => {
+                assert_eq!((state, version), (Order::Paid, 1));
+                already += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((applied, already), (1, 63));
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+    let history = store.history(1).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].event.as_deref(), Some("pay"));
 }

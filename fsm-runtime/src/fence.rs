@@ -19,6 +19,12 @@
 //! The SQL table is created by [`SqlLeases::new`](crate::lock::SqlLeases::new), or by
 //! [`create_table`] when the leases live elsewhere (Redis).
 //!
+//! A fence compares the tokens of one counter only, and counters are per lease resource: fence
+//! each entity with leases of one resource name (`order-7` for `orders/7`), never of two. Keep
+//! the rows: a deleted `fsm_fences` row accepts a stale holder's token again, and a deleted
+//! `fsm_leases` row restarts its counter below the highest token the fence has seen, which then
+//! refuses every new holder (see [`lock`](crate::lock#pitfalls)).
+//!
 //! ```
 //! use std::time::Duration;
 //! use fsm_runtime::fence::{MemoryFences, stale_token};

@@ -36,12 +36,24 @@
 //! The lease still keeps two workers from doing the same work at once most of the time (an
 //! efficiency matter); the fence makes the outcome correct when that fails.
 //!
+//! # Pitfalls
+//!
+//! - **One lease resource per fenced entity.** Fencing tokens count per lease resource
+//!   (`order-7`), fences remember the highest token per entity (`orders/7`). Tokens of two
+//!   resources come from two counters and do not compare: fence an entity with leases of one
+//!   resource name only, or a stale holder of the resource with the higher counter passes and
+//!   the current holder of the other is refused.
+//! - **Never delete lease state.** A release keeps the lease's row (its key on Redis) so that
+//!   the counter keeps growing. Deleting `fsm_leases` rows (or Redis' `…:fence` keys, or
+//!   changing the Redis prefix) restarts the counter at 1, and the fences then refuse every new
+//!   holder; deleting `fsm_fences` rows too would let stale holders write again.
+//!
 //! | backend | acquire | extend / release | fencing token |
 //! |---|---|---|---|
 //! | [`MemoryLeases`] | under one lock | under one lock | a counter per resource |
 //! | [`SqlLeases`] (SQLite, PostgreSQL) | one upsert: `INSERT … ON CONFLICT (resource) DO UPDATE … WHERE fsm_leases.expires_at_micros <= now RETURNING fence` | one `UPDATE … WHERE resource = ? AND owner = ? AND fence = ? AND expires_at_micros > now` | the `fence` column, incremented by the upsert |
 //! | [`SqlLeases`] (MySQL/MariaDB) | `INSERT … ON DUPLICATE KEY UPDATE` with `IF(expired, …)`, then a `SELECT` of the row's nonce | the same `UPDATE` | the same |
-//! | `RedisLeases` (feature `redis`) | one Lua script: `EXISTS`, `INCR` of the fence counter, `SET … PX` | a Lua compare-and-`PEXPIRE` / compare-and-`DEL` | `INCR` on a per-resource counter that never expires |
+//! | `RedisLeases` (feature `redis`) | one Lua script: `EXISTS`, `INCR` of the fence counter, `SET … PX` (not a bare `SET NX PX`: the token must be taken atomically with the lease) | a Lua compare-and-`PEXPIRE` / compare-and-`DEL` | `INCR` on a per-resource counter that never expires |
 //!
 //! ```
 //! use std::time::Duration;

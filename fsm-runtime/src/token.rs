@@ -15,9 +15,17 @@
 //! | [`SqlTokens`] (SQLite, PostgreSQL, MySQL/MariaDB) | `UPDATE fsm_tokens SET used_at_micros = now WHERE scope = ? AND token = ? AND used_at_micros IS NULL AND expires_at_micros > now`: exactly one of N concurrent redeems matches the row | the row, kept as a tombstone; one `SELECT` on a miss |
 //! | `RedisTokens` (feature `redis`) | one Lua script: `GET`, then `SET … KEEPTTL` to `used` | the key, which outlives the token by the tombstone period |
 //!
-//! A used or expired token is remembered for a tombstone period (default
-//! [`DEFAULT_TOMBSTONE`]) after it expires; then it is forgotten (`purge` on memory and SQL,
-//! Redis' own expiry) and answers `Unknown`.
+//! On SQL the redeem is a conditional `UPDATE` that marks the row used, not a `DELETE …
+//! RETURNING`: a deleted row would leave nothing to tell a second submission (`AlreadyUsed`)
+//! from a forged token (`Unknown`). The used row is the tombstone.
+//!
+//! A token is kept until its expiry plus a tombstone period (default [`DEFAULT_TOMBSTONE`],
+//! counted from the expiry, used or not). On memory and SQL nothing goes by itself: a redeem
+//! does not look at that time, so a used token answers `AlreadyUsed` and an expired one
+//! `Expired`, however old, until [`TokenStore::purge`] deletes the tokens past it; from then on
+//! they answer `Unknown`. Call `purge` from a periodic job, about once per tombstone period
+//! (hourly with the default) or more often, or the tokens pile up. On Redis the key expires at
+//! the token's expiry plus the tombstone period, so Redis forgets it by itself at that time.
 //!
 //! On SQL, a token can also be redeemed inside a transaction, with [`RedeemToken`] on the
 //! connection an effect receives: redeem and transition then commit or roll back together
@@ -56,7 +64,8 @@ pub use memory::MemoryTokens;
 pub use sql::SqlTokens;
 
 /// How long a used or expired token is remembered after its expiry, by default: long enough to
-/// answer `AlreadyUsed` or `Expired` to a late resubmission instead of `Unknown`.
+/// answer `AlreadyUsed` or `Expired` to a late resubmission instead of `Unknown`. On memory and
+/// SQL this is the earliest it is forgotten: it stays until the next [`TokenStore::purge`].
 pub const DEFAULT_TOMBSTONE: Duration = Duration::from_secs(3600);
 
 /// The longest scope, in characters (it is a `VARCHAR(191)` on MySQL).
@@ -130,7 +139,7 @@ pub enum Redemption {
     /// The token's time to live ran out before it was redeemed.
     Expired,
     /// No such token in this scope: forged, mistyped, issued for another scope, or forgotten
-    /// after its tombstone period.
+    /// after its tombstone period (purged, or on Redis expired).
     Unknown,
 }
 
@@ -258,7 +267,11 @@ pub trait TokenStore: Send + Sync {
     fn redeem(&self, scope: &str, token: &str) -> impl Future<Output = Result<Redemption, TokenError>> + Send;
 
     /// Forgets the tokens whose tombstone period is over (they answer `Unknown` from then on);
-    /// returns how many. Redis forgets them by itself and returns 0.
+    /// returns how many. On memory and SQL this is the only way a token goes: until it runs, a
+    /// token past its tombstone period still answers `AlreadyUsed` or `Expired` and takes its
+    /// row, so call it periodically (about once per tombstone period, hourly by default). On
+    /// SQL it is one `DELETE` on an index of the keep-until time. Redis forgets them by itself
+    /// and returns 0.
     fn purge(&self) -> impl Future<Output = Result<u64, TokenError>> + Send;
 }
 

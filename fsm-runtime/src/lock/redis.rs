@@ -9,6 +9,20 @@
 //! - extend: `PEXPIRE` the lease key if it holds this `<fence>:<owner>`;
 //! - release: `DEL` the lease key if it holds this `<fence>:<owner>` (compare-and-delete).
 //!
+//! Why not the usual `SET <lease> <owner> NX PX <ttl>`: it takes the lease but no fencing
+//! token, and an `INCR` sent as a second command is not atomic with it, so the order of the
+//! tokens can differ from the order of the holders. If the `INCR` follows the `SET`, a holder
+//! whose lease expires before its `INCR` arrives gets a higher token than the next holder; if
+//! it precedes it, a delayed `SET` can win after a later holder's, with a lower token than one
+//! already used. In the script, the token is the counter's newest value when the lease is
+//! taken. Release and extend compare and act in one script for the same reason: a bare `DEL`,
+//! or a `GET` then a `DEL` from the client, could remove the lease of a holder that took it
+//! after this one's expired.
+//!
+//! Never delete the `…:fence` keys, nor change the prefix, while [`fence::guard`](crate::fence::guard)
+//! rows hold tokens of these counters: a counter that starts again from 1 hands out tokens the
+//! fences refuse.
+//!
 //! The counter only grows as long as Redis keeps its data: a server that restarts without
 //! persistence starts counting again, and an SQL fence ([`fence::guard`](crate::fence::guard))
 //! then refuses the new, lower tokens (safe, but stuck) until its rows are cleared. Run Redis

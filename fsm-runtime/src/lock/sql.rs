@@ -11,6 +11,10 @@
 //! - extend and release: one `UPDATE … WHERE resource = ? AND owner = ? AND fence = ? AND
 //!   expires_at_micros > now` (compare-and-set on the holder). A release sets the expiry to 0
 //!   and keeps the row, so that the fence keeps growing.
+//!
+//! Never delete `fsm_leases` rows: a deleted row is inserted again with fence 1, and the
+//! fences in `fsm_fences` ([`fence::guard`](crate::fence::guard)) then refuse every new holder
+//! of that resource as stale. The table keeps one row per resource ever leased.
 
 use std::time::{Duration, Instant};
 

@@ -1,15 +1,18 @@
 //! The SQLite adapter: [`SqliteStore`], embedded, no server needed.
 //!
 //! sqlx runs each SQLite connection on a worker thread, and every call is a hop to that thread
-//! and back, so the cost is counted in calls. A transition without a key or effects is one
-//! call, applied or not: the batch `BEGIN IMMEDIATE` · `INSERT INTO fsm_history … SELECT … FROM
-//! t WHERE id = ? AND state IN (sources) RETURNING …` · `UPDATE t … WHERE id = ? AND state IN
-//! (sources)` · `SELECT state, version` · `COMMIT`, which takes the write lock first so that its
-//! statements see one row. With a key or effects (which run between the statements, in the same
-//! transaction): `SELECT state, version` · `BEGIN` · [key `INSERT`] · `UPDATE … WHERE id = ? AND
-//! state = ? AND version = ?` · `INSERT INTO fsm_history` · effects · `COMMIT`; no-op: the
-//! `SELECT` alone. SQLite allows one writer at a time, so the read-then-compare-and-set costs no
-//! extra contention, and the compare-and-set on the observed state and version keeps it exact.
+//! and back, so the cost is counted in calls. A transition without a key or effects is two
+//! calls when it applies: `SELECT state, version`, then the batch `BEGIN IMMEDIATE` · `INSERT
+//! INTO fsm_history … SELECT … FROM t WHERE id = ? AND state IN (sources) RETURNING …` · `UPDATE
+//! t … WHERE id = ? AND state IN (sources)` · `SELECT state, version` · `COMMIT`, which takes
+//! the write lock first so that its statements see one row (and returns that row if another
+//! writer moved it since the read). A no-op (already in the target, or refused) is the `SELECT`
+//! alone: an empty write transaction costs SQLite more than a read, so the read comes first.
+//! With a key or effects (which run between the statements, in the same transaction): `SELECT
+//! state, version` · `BEGIN` · [key `INSERT`] · `UPDATE … WHERE id = ? AND state = ? AND version
+//! = ?` · `INSERT INTO fsm_history` · effects · `COMMIT`; no-op: the `SELECT` alone. SQLite
+//! allows one writer at a time, so the read-then-compare-and-set costs no extra contention, and
+//! the compare-and-set on the observed state and version keeps it exact.
 
 use crate::store::sql::SqlStore;
 use crate::store::sql::backend::{OneStatementRows, impl_backend};

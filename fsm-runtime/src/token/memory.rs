@@ -17,6 +17,11 @@ struct Entry {
 
 /// Single-use tokens in memory: check and mark happen under one lock, so exactly one of any
 /// number of concurrent redeems gets [`Redemption::Redeemed`]. Clones share the tokens.
+///
+/// A redeemed token stays as a tombstone (marked used) so that a second redeem answers
+/// `AlreadyUsed`. Entries go only when [`TokenStore::purge`] runs: a redeem does not look at
+/// the keep-until time, so until then an entry past it still answers `AlreadyUsed` or
+/// `Expired`. Purge periodically, or the map grows with every token issued.
 #[derive(Debug, Clone)]
 pub struct MemoryTokens {
     entries: Arc<Mutex<HashMap<(String, String), Entry>>>,

@@ -9,6 +9,13 @@
 //!   miss, one `SELECT` (a locking read on PostgreSQL and MySQL, so that it sees the latest
 //!   commit even inside an older transaction) says whether the row is used, expired or absent;
 //! - purge: one `DELETE` of the rows past their tombstone period.
+//!
+//! The redeem marks the row used instead of deleting it (`DELETE … RETURNING` would be as
+//! atomic): the used row is the tombstone that answers `AlreadyUsed` to a second submission,
+//! where a deleted one would answer `Unknown`, like a forged token. Neither statement of a
+//! redeem reads `keep_until_micros`: a row past its keep-until time still answers `AlreadyUsed`
+//! or `Expired` until a purge deletes it, and only [`TokenStore::purge`] deletes rows, so call
+//! it from a periodic job.
 
 use std::time::Duration;
 

@@ -480,6 +480,16 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         match B::DIALECT {
             Dialect::Postgres => self.apply_one_statement(&mut conn, plan, effects, key).await,
             Dialect::Sqlite => {
+                if key.is_none() && effects.is_empty() {
+                    // A plain read first: a replay or a refused request ends here, without the
+                    // batch's write lock (an empty write transaction costs SQLite several times
+                    // a read); a row in a legal source goes on to the batch, which checks again
+                    // under the lock.
+                    let now = self.read_on(&mut conn, &plan.id).await?;
+                    if let Decision::AlreadyApplied { state, version } = plan.decide(now.state, now.version)? {
+                        return already_applied(&plan.id, state, version);
+                    }
+                }
                 // A request dropped in the middle of SQLite's batch would leave its transaction
                 // open on the connection: close the connection instead of pooling it then.
                 let mut conn = CloseUnlessFinished::new(&mut conn);

@@ -43,8 +43,8 @@
 //! (single-use tokens), [`lock`] (leases with fencing tokens) and [`fence`] (transitions that
 //! a holder whose lease was taken over cannot write).
 //!
-//! Features: `sqlite` (default) for [`SqliteStore`], `postgres` for [`PostgresStore`], `mysql`
-//! for [`MySqlStore`] (MySQL and MariaDB), `serde` to (de)serialise derived states as their
+//! Features: `sqlite` (default) for [`SqliteStore`], `postgres` for `PostgresStore`, `mysql`
+//! for `MySqlStore` (MySQL and MariaDB), `serde` to (de)serialise derived states as their
 //! stored names, `redis` for tokens and leases on Redis. [`MemoryStore`] is always there.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -50,7 +50,7 @@ enum Classified<M: StateMachine> {
 }
 
 /// A [`Store`] on an SQL database through a sqlx pool: [`SqliteStore`](crate::SqliteStore),
-/// [`PostgresStore`](crate::PostgresStore) or [`MySqlStore`](crate::MySqlStore).
+/// `PostgresStore` or `MySqlStore` (features `postgres`, `mysql`).
 ///
 /// The entity table is the user's (`id` primary key, `state` text, `version` bigint by default;
 /// see [`TableMapping`]); the runtime owns `fsm_history`, which [`SqlStore::new`] creates if

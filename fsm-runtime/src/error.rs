@@ -7,8 +7,10 @@ use crate::mapping::InvalidIdentifier;
 /// A boxed error, as returned by an effect.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Why a store operation failed. Every variant names the machine and the entity it concerns, and
-/// the states involved; [`Error::is_retryable`] says whether trying again may succeed.
+/// Why a store operation failed. A variant about an entity names the machine, the entity and
+/// the states involved (the entity's table where the row itself is the problem: not found, an
+/// unknown stored state); a variant about storage names the table; one about a key names the
+/// key. [`Error::is_retryable`] says whether trying again may succeed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -91,7 +91,9 @@ pub use store::mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "_sql")]
-pub use store::sql::{ACQUIRE_TIMEOUT, Backend, PING_IF_IDLE_FOR, SqlLocked, SqlOutbox, SqlStore, pool_options};
+pub use store::sql::{
+    ACQUIRE_TIMEOUT, Backend, PING_IF_IDLE_FOR, SqlLocked, SqlOutbox, SqlStore, is_transient, pool_options,
+};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
 pub use store::{Effect, EffectFuture, LockedEntity, OpFuture, Store, Target, TransitionRequest};

@@ -104,11 +104,13 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The service's own statements failing: 503 with `Retry-After` when the failure is transient
+/// (a pool timeout, a lost connection, a deadlock), else 500.
 fn database(error: sqlx::Error) -> Problem {
     Problem::from_store(&fsm_runtime::Error::Database {
         machine: "Payment",
         table: "payments".to_owned(),
-        retryable: false,
+        retryable: fsm_runtime::is_transient(&error),
         source: Box::new(error),
     })
 }

@@ -8,6 +8,7 @@ const TRANSIENT_CODES: &[&str] = &[
     "40001", // serialization_failure (PostgreSQL; MySQL/MariaDB deadlock: ER_LOCK_DEADLOCK)
     "40P01", // deadlock_detected (PostgreSQL)
     "55P03", // lock_not_available (PostgreSQL)
+    "57014", // query_canceled: statement_timeout or a cancel request; the transaction is rolled back (PostgreSQL)
     "57P01", // admin_shutdown (PostgreSQL)
     "57P02", // crash_shutdown (PostgreSQL)
     "57P03", // cannot_connect_now: the server is starting or recovering (PostgreSQL)
@@ -22,12 +23,20 @@ const TRANSIENT_CODES: &[&str] = &[
     "773",   // SQLITE_BUSY_TIMEOUT
 ];
 
-/// Whether the driver error is transient: the operation may be retried as it is.
+/// Whether a sqlx error is transient: the statement had no effect (or its transaction was
+/// rolled back) and the same operation may be sent again. This is the test behind
+/// [`Error::is_retryable`](crate::Error::is_retryable) for the store's own statements; use it
+/// for the caller's own SQL too (an effect's, or a service's reads).
 ///
 /// Every operation of this crate is idempotent (a compare-and-set, an insert guarded by the
 /// primary key), so even a connection lost at an unknown point is safe to retry: the retry
 /// finds the work done and answers `AlreadyApplied` / `AlreadyExists`.
-pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+///
+/// ```
+/// assert!(fsm_runtime::is_transient(&fsm_runtime::sqlx::Error::PoolTimedOut));
+/// assert!(!fsm_runtime::is_transient(&fsm_runtime::sqlx::Error::RowNotFound));
+/// ```
+pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

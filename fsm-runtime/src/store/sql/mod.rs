@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use backend::Backend;
+pub use db_error::is_transient;
 pub use locked::SqlLocked;
 pub use outbox::SqlOutbox;
 pub use pool_options::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, pool_options};

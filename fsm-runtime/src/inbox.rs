@@ -28,6 +28,11 @@ pub trait Inbox: Send {
 }
 
 /// An inbox in memory, for tests and single-process consumers.
+///
+/// It is not a transaction: `record` takes effect at once, so a consumer whose work fails after
+/// it would skip the redelivery. Record after the work succeeded (in one process, with the
+/// inbox behind the same lock as the work), or use an SQL connection's inbox, which commits or
+/// rolls back with the consumer's transaction.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryInbox {
     seen: HashSet<(String, String)>,

@@ -189,6 +189,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         plan: Plan<M>,
         effects: Vec<Effect<'_, B::Connection>>,
         key: Option<(&IdempotencyKey, &Fingerprint)>,
+        read: Option<Snapshot<M>>,
     ) -> Result<Outcome<M>, Error> {
         let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
         let statement = match (B::DIALECT, key) {
@@ -200,7 +201,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             _ => None,
         };
         let Some(sql) = statement else {
-            return self.apply_read_then_cas(conn, plan, effects, key).await;
+            return self.apply_read_then_cas(conn, plan, effects, key, read).await;
         };
         let entity = plan.id.to_string();
         let mut effects = Some(effects);
@@ -289,20 +290,26 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     }
 
     /// SQLite and MySQL: read, decide, then a compare-and-set on the observed state and version
-    /// with the key, the history row and the effects in one transaction, all on `conn`.
+    /// with the key, the history row and the effects in one transaction, all on `conn`. `read`
+    /// is the row this request read already (a cyclic event's read, with its key checked): the
+    /// first attempt decides on it instead of reading again.
     async fn apply_read_then_cas(
         &self,
         conn: &mut B::Connection,
         plan: Plan<M>,
         effects: Vec<Effect<'_, B::Connection>>,
         key: Option<(&IdempotencyKey, &Fingerprint)>,
+        mut read: Option<Snapshot<M>>,
     ) -> Result<Outcome<M>, Error> {
         let entity = plan.id.to_string();
         let mut effects = Some(effects);
         for _ in 0..MAX_ATTEMPTS {
-            let now = match self.read_classifying(conn, &plan.id, key).await? {
-                Classified::Replayed(outcome) => return outcome,
-                Classified::Row(now) => now,
+            let now = match read.take() {
+                Some(now) => now,
+                None => match self.read_classifying(conn, &plan.id, key).await? {
+                    Classified::Replayed(outcome) => return outcome,
+                    Classified::Row(now) => now,
+                },
             };
             let from = match plan.decide(now.state, now.version)? {
                 Decision::AlreadyApplied { state, version } => return already_applied(&plan.id, state, version),
@@ -463,15 +470,15 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         // One pooled connection for the whole request: the reads, the statement and the
         // effects' transaction.
         let mut conn = self.conn().await?;
-        let plan = match plan {
-            Resolution::Ready(plan) => plan,
+        let (plan, read) = match plan {
+            Resolution::Ready(plan) => (plan, None),
             Resolution::NeedsState { event } => {
                 let now = match self.read_classifying(&mut conn, &id, key).await? {
                     Classified::Replayed(outcome) => return outcome,
                     Classified::Row(now) => now,
                 };
                 match Plan::for_event_in_state(&id, event, now.state, now.version, expected_version)? {
-                    AfterRead::Ready(plan) => plan,
+                    AfterRead::Ready(plan) => (plan, Some(now)),
                     AfterRead::AlreadyApplied(Snapshot { state, version }) => {
                         return already_applied(&id, state, version);
                     }
@@ -479,9 +486,9 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
             }
         };
         match B::DIALECT {
-            Dialect::Postgres => self.apply_one_statement(&mut conn, plan, effects, key).await,
+            Dialect::Postgres => self.apply_one_statement(&mut conn, plan, effects, key, None).await,
             Dialect::Sqlite => {
-                if key.is_none() && effects.is_empty() {
+                if key.is_none() && effects.is_empty() && read.is_none() {
                     // A plain read first: a replay or a refused request ends here, without the
                     // batch's write lock (an empty write transaction costs SQLite several times
                     // a read); a row in a legal source goes on to the batch, which checks again
@@ -494,11 +501,11 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
                 // A request dropped in the middle of SQLite's batch would leave its transaction
                 // open on the connection: close the connection instead of pooling it then.
                 let mut conn = CloseUnlessFinished::new(&mut conn);
-                let outcome = self.apply_one_statement(&mut conn, plan, effects, key).await;
+                let outcome = self.apply_one_statement(&mut conn, plan, effects, key, read).await;
                 conn.finished();
                 outcome
             }
-            Dialect::MySql => self.apply_read_then_cas(&mut conn, plan, effects, key).await,
+            Dialect::MySql => self.apply_read_then_cas(&mut conn, plan, effects, key, read).await,
         }
     }
 

@@ -13,9 +13,8 @@
 //! Expected: PostgreSQL `Applied` = 1 (one CTE), no-op = 1 (the same CTE returns the row it
 //! missed); SQLite `Applied` = 2 (`SELECT`, then one batch: `BEGIN IMMEDIATE`, history `INSERT …
 //! SELECT`, `UPDATE`, `SELECT`, `COMMIT`, handed to the connection's worker thread in one call),
-//! no-op = 1 (the `SELECT`); MySQL
-//! `Applied` = 5 (`SELECT`, `BEGIN`, `UPDATE`, `INSERT` history, `COMMIT`), no-op = 1 (the
-//! `SELECT`). With an idempotency key: PostgreSQL 1 (the keyed CTE) and, for a replay of the
+//! no-op = 1 (the `SELECT`); MySQL `Applied` = no-op = 1 (the `CALL` of the store's
+//! transition procedure). With an idempotency key: PostgreSQL 1 (the keyed CTE) and, for a replay of the
 //! key, 2 (the CTE fails on the stored key, then one `SELECT` of the row and the key); SQLite
 //! and MySQL read the row and the key, then `BEGIN`, key `INSERT`, `UPDATE`, history `INSERT`,
 //! `COMMIT` (6), and a replay is the read alone (1).
@@ -157,7 +156,7 @@ fn expected<B: TestBackend>() -> (usize, usize) {
     match B::LABEL {
         "PostgreSQL" => (1, 1),
         "SQLite" => (2, 1),
-        _ => (5, 1),
+        _ => (1, 1),
     }
 }
 
@@ -239,9 +238,8 @@ async fn keyed_paths<B: TestBackend>(test: &str) {
 }
 
 /// A cyclic event (its target depends on the state): one read, then the transition on what it
-/// read. PostgreSQL: `SELECT` · the CTE (2); SQLite: `SELECT` · the batch (2); MySQL: `SELECT` ·
-/// `BEGIN` · `UPDATE` · history `INSERT` · `COMMIT` (5; the compare-and-set decides on the
-/// first read, no second one).
+/// read. PostgreSQL: `SELECT` · the CTE; SQLite: `SELECT` · the batch; MySQL: `SELECT` · the
+/// procedure's `CALL` (2 each).
 async fn cyclic_fire<B: TestBackend>(test: &str) {
     let Some(fx) = fixture_of::<B, Light>(test).await else {
         return;
@@ -256,10 +254,7 @@ async fn cyclic_fire<B: TestBackend>(test: &str) {
         assert!(outcome.unwrap().is_applied());
         let shown = show(B::LABEL, "cyclic fire", &statements);
         let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{shown}\n"));
-        let expected = match B::LABEL {
-            "PostgreSQL" | "SQLite" => 2,
-            _ => 5,
-        };
+        let expected = 2;
         assert_eq!(statements.len(), expected, "{shown}");
     })
     .await;

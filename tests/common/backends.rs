@@ -224,6 +224,41 @@ impl<M: StateMachine> RawAccess for MemoryStore<M> {
     }
 }
 
+/// Drops what a store created for an entity table besides the runtime's tables: on MySQL and
+/// MariaDB its transition procedures (`fsm_transition_<hash>`, one per mapping); nothing on the
+/// other databases.
+pub trait DropProcedures {
+    /// Drops the procedures that name `table`.
+    fn drop_procedures_of(&self, table: &str) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl DropProcedures for SqlitePool {
+    async fn drop_procedures_of(&self, _table: &str) {}
+}
+
+impl DropProcedures for PgPool {
+    async fn drop_procedures_of(&self, _table: &str) {}
+}
+
+impl DropProcedures for MySqlPool {
+    async fn drop_procedures_of(&self, table: &str) {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(ROUTINE_NAME AS CHAR) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() \
+             AND ROUTINE_NAME LIKE 'fsm\\_transition\\_%' AND ROUTINE_DEFINITION LIKE CONCAT('%`', ?, '`%')",
+        )
+        .bind(table.to_owned())
+        .fetch_all(self)
+        .await
+        .expect("list the test's procedures");
+        for name in names {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP PROCEDURE IF EXISTS `{name}`")))
+                .execute(self)
+                .await
+                .expect("drop a test's procedure");
+        }
+    }
+}
+
 macro_rules! sql_raw_access {
     ($store:ident, $db:ty, $first:literal, $second:literal) => {
         impl<M: StateMachine> RawAccess for $store<M> {
@@ -240,6 +275,7 @@ macro_rules! sql_raw_access {
             async fn cleanup(&self, table: &str) {
                 let sql = format!("DROP TABLE {table}");
                 sqlx::query(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await.expect("drop the test table");
+                self.pool().drop_procedures_of(table).await;
                 sqlx::query(concat!("DELETE FROM fsm_history WHERE entity_table = ", $first))
                     .bind(table.to_owned())
                     .execute(self.pool())

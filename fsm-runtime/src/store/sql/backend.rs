@@ -27,10 +27,10 @@ pub struct HistoryRow<'a> {
 #[doc(hidden)]
 pub type StoredHistory = (i64, String, String, Option<String>, i64);
 
-/// The arguments of the one-statement transition (PostgreSQL's statement, SQLite's batch).
+/// The arguments of the one-statement transition (PostgreSQL's statement, SQLite's batch,
+/// MySQL's procedure call).
 #[derive(Debug, Clone, Copy)]
 #[doc(hidden)]
-#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub struct OneStatement<'a> {
     pub(crate) id: &'a EntityId,
     pub(crate) sources: &'a [&'static str],
@@ -529,7 +529,8 @@ macro_rules! impl_backend {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sql: &str,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query::<$db>(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+                // The text protocol: DDL such as MySQL's `CREATE PROCEDURE` cannot be prepared.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
                 Ok(())
             }
 

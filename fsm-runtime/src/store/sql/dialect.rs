@@ -130,6 +130,9 @@ pub(crate) struct Statements {
     /// machine, `?4` entity id as text, `?5` event, `?6` at_micros, `?7` expected version
     /// (nullable), `?8` entity table, `?9…` the sources.
     pub(crate) sqlite_batches: Arc<[Arc<str>]>,
+    /// MySQL only: `CALL` of the store's transition procedure, when the server let the store
+    /// create it (see `mysql_procedure`); set after the store is built.
+    pub(crate) mysql_call: Option<Arc<str>>,
     /// PostgreSQL only: the same, also storing the idempotency key with the outcome. Extra
     /// parameters: key source, key seq, fingerprint.
     pub(crate) transition_one_statement_keyed: Option<Arc<str>>,
@@ -247,6 +250,7 @@ impl Statements {
             transition_one_statement,
             transition_one_statement_keyed,
             sqlite_batches,
+            mysql_call: None,
             read_with_key: read_with_key.into(),
             insert_key: insert_key.into(),
             read_key: read_key.into(),

@@ -5,10 +5,12 @@ mod close_guard;
 pub(crate) mod db_error;
 pub(crate) mod dialect;
 mod locked;
+mod mysql_procedure;
 pub(crate) mod outbox;
 mod pool_options;
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -93,10 +95,36 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     pub async fn with_mapping(pool: sqlx::Pool<B>, mapping: TableMapping) -> Result<Self, Error> {
         mapping.validate()?;
         let statements = Statements::new(B::DIALECT, &mapping, M::STATES.len());
-        let store = Self { pool, mapping, statements, machine: PhantomData };
+        let mut store = Self { pool, mapping, statements, machine: PhantomData };
         store.migrate().await?;
         store.check_schema().await?;
+        if B::DIALECT == Dialect::MySql {
+            store.statements.mysql_call = store.create_mysql_procedure().await;
+        }
         Ok(store)
+    }
+
+    /// MySQL/MariaDB: creates the mapping's transition procedure if missing; its `CALL`, or
+    /// `None` (with a warning in the log) when the server refuses, and the store then sends
+    /// the transaction from the client instead.
+    async fn create_mysql_procedure(&self) -> Option<Arc<str>> {
+        let mut conn = self.conn().await.ok()?;
+        let query = mysql_procedure::id_column_type_query(&self.mapping);
+        let id_type = match B::fetch_text(&mut conn, &query).await {
+            Ok(Some(id_type)) if mysql_procedure::is_plain_column_type(&id_type) => id_type,
+            other => {
+                tracing::warn!(table = %self.mapping.table, answer = ?other, "no transition procedure: the id column's type is not known");
+                return None;
+            }
+        };
+        let (create, call) = mysql_procedure::procedure(&self.mapping, &id_type);
+        match B::execute_plain(&mut conn, &create).await {
+            Ok(()) => Some(call.into()),
+            Err(error) => {
+                tracing::warn!(table = %self.mapping.table, %error, "no transition procedure: the server refused to create it");
+                None
+            }
+        }
     }
 
     /// Connects to `url` with a pool of [`pool_options`] (an acquire gives up after 5 seconds: a
@@ -198,6 +226,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             }
             (Dialect::Postgres, Some(_)) => self.statements.transition_one_statement_keyed.as_ref(),
             (Dialect::Postgres, None) => self.statements.transition_one_statement.as_ref(),
+            (Dialect::MySql, None) if effects.is_empty() => self.statements.mysql_call.as_ref(),
             _ => None,
         };
         let Some(sql) = statement else {
@@ -505,7 +534,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
                 conn.finished();
                 outcome
             }
-            Dialect::MySql => self.apply_read_then_cas(&mut conn, plan, effects, key, read).await,
+            Dialect::MySql => self.apply_one_statement(&mut conn, plan, effects, key, read).await,
         }
     }
 

@@ -534,6 +534,9 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
                 conn.finished();
                 outcome
             }
+            // No read first: one `CALL` answers a replay too. A prepared `SELECT` first would
+            // make replays faster (about 19,000 against 12,000 a second at 8 clients) and the
+            // applied path a round trip longer (about 4,200 against 5,500).
             Dialect::MySql => self.apply_one_statement(&mut conn, plan, effects, key, read).await,
         }
     }

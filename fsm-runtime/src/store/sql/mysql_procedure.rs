@@ -9,11 +9,12 @@
 //! `COMMIT`. Transitions with effects or an idempotency key take that path too: their work runs
 //! between the statements.
 //!
-//! The procedure locks the row by primary key (`SELECT … FOR UPDATE`), checks that its state is
-//! a legal source (and the version the expected one), updates it and inserts the history row,
-//! commits, and answers one row `(applied, state, version)`: `(1, from, new version)` when it
-//! applied, else `(0, state, version)` of the row it found (`NULL`s: no row). Any error inside
-//! rolls the procedure's transaction back and is raised again to the caller.
+//! The procedure reads the row (a plain read: a replay or a refused request ends there, without
+//! a transaction or a lock); when it is in a legal source (and at the expected version) it locks
+//! it by primary key (`SELECT … FOR UPDATE`), checks again, updates it and inserts the history
+//! row, commits, and answers one row `(applied, state, version)`: `(1, from, new version)` when
+//! it applied, else `(0, state, version)` of the row it found (`NULL`s: no row). Any error
+//! inside rolls the procedure's transaction back and is raised again to the caller.
 
 use sha2::{Digest as _, Sha256};
 
@@ -55,18 +56,25 @@ pub(crate) fn procedure(mapping: &TableMapping, id_type: &str) -> (String, Strin
              DECLARE v_from VARCHAR(191) DEFAULT NULL; \
              DECLARE v_version BIGINT DEFAULT NULL; \
              DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; \
-             START TRANSACTION; \
-             SELECT {state}, {version} INTO v_from, v_version FROM {table} WHERE {id} = p_id FOR UPDATE; \
-             IF v_from IS NOT NULL AND JSON_CONTAINS(p_sources, JSON_QUOTE(v_from)) \
-                AND (p_expected IS NULL OR v_version = p_expected) THEN \
-                 UPDATE {table} SET {state} = p_to, {version} = {version} + 1 WHERE {id} = p_id; \
-                 INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
-                 VALUES (p_table, p_machine, p_entity, v_version + 1, v_from, p_to, p_event, p_at); \
-                 COMMIT; \
-                 SELECT 1 AS applied, v_from AS state, v_version + 1 AS version; \
-             ELSE \
-                 COMMIT; \
+             SELECT {state}, {version} INTO v_from, v_version FROM {table} WHERE {id} = p_id; \
+             IF v_from IS NULL OR NOT JSON_CONTAINS(p_sources, JSON_QUOTE(v_from)) \
+                OR (p_expected IS NOT NULL AND v_version <> p_expected) THEN \
                  SELECT 0 AS applied, v_from AS state, v_version AS version; \
+             ELSE \
+                 START TRANSACTION; \
+                 SET v_from = NULL, v_version = NULL; \
+                 SELECT {state}, {version} INTO v_from, v_version FROM {table} WHERE {id} = p_id FOR UPDATE; \
+                 IF v_from IS NOT NULL AND JSON_CONTAINS(p_sources, JSON_QUOTE(v_from)) \
+                    AND (p_expected IS NULL OR v_version = p_expected) THEN \
+                     UPDATE {table} SET {state} = p_to, {version} = {version} + 1 WHERE {id} = p_id; \
+                     INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+                     VALUES (p_table, p_machine, p_entity, v_version + 1, v_from, p_to, p_event, p_at); \
+                     COMMIT; \
+                     SELECT 1 AS applied, v_from AS state, v_version + 1 AS version; \
+                 ELSE \
+                     COMMIT; \
+                     SELECT 0 AS applied, v_from AS state, v_version AS version; \
+                 END IF; \
              END IF; \
          END"
     );

@@ -128,16 +128,7 @@ async fn fixture_of<B: TestBackend, M: fsm_runtime::StateMachine>(test: &str) ->
 /// A fixture on a pool of exactly one connection, warmed up: the connection is open, the
 /// runtime's table exists, every statement of both paths has been prepared once.
 async fn fixture<B: TestBackend>(test: &str) -> Option<Arc<Fixture<B, Order>>> {
-    let table = common::backends::unique_table(test);
-    let probe = B::pool(test, &table).await?;
-    let options = (*probe.connect_options()).clone();
-    probe.close().await;
-    let pool = sqlx::pool::PoolOptions::<B>::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .expect("a pool of one connection");
-    let fx = Fixture::<B, Order>::with_pool(test, table, pool).await;
+    let fx = fixture_of::<B, Order>(test).await?;
     for id in [1, 2] {
         fx.store.create(id).await.unwrap();
     }
@@ -264,33 +255,17 @@ macro_rules! count_on {
     ($($backend:ident: $db:ty),* $(,)?) => {
         $(
             mod $backend {
-                #[tokio::test]
-                async fn applied_path() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::install_recorder();
-                    super::applied_path::<$db>("count_applied").await;
-                }
-
-                #[tokio::test]
-                async fn noop_path() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::install_recorder();
-                    super::noop_path::<$db>("count_noop").await;
-                }
-
-                #[tokio::test]
-                async fn keyed_paths() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::install_recorder();
-                    super::keyed_paths::<$db>("count_keyed").await;
-                }
-
-                #[tokio::test]
-                async fn cyclic_fire() {
-                    let _serial = super::SERIAL.lock().await;
-                    super::install_recorder();
-                    super::cyclic_fire::<$db>("count_cyclic").await;
-                }
+                count_on!(@cases $db; applied_path, noop_path, keyed_paths, cyclic_fire);
+            }
+        )*
+    };
+    (@cases $db:ty; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let _serial = super::SERIAL.lock().await;
+                super::install_recorder();
+                super::$case::<$db>(concat!("count_", stringify!($case))).await;
             }
         )*
     };

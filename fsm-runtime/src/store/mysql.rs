@@ -35,11 +35,7 @@ impl_backend!(sqlx::MySql, Dialect::MySql, |conn, sql, args| {
         let state: Option<String> = row.try_get(1)?;
         let version: Option<i64> = row.try_get(2)?;
         let found = state.zip(version);
-        if row.try_get::<i64, _>(0)? == 1 {
-            answer.applied = found;
-        } else {
-            answer.row = found;
-        }
+        answer.take(row.try_get::<i64, _>(0)? == 1, found);
     }
     Ok(answer)
 });

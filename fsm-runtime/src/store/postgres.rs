@@ -33,11 +33,7 @@ impl_backend!(sqlx::Postgres, Dialect::Postgres, |conn, sql, args| {
     let mut answer = OneStatementRows::default();
     for row in query.fetch_all(&mut *conn).await? {
         let found = Some((row.try_get(1)?, row.try_get(2)?));
-        if row.try_get::<bool, _>(0)? {
-            answer.applied = found;
-        } else {
-            answer.row = found;
-        }
+        answer.take(row.try_get::<bool, _>(0)?, found);
     }
     Ok(answer)
 });

@@ -47,11 +47,7 @@ impl_backend!(sqlx::Sqlite, Dialect::Sqlite, |conn, sql, args| {
     let mut answer = OneStatementRows::default();
     for row in rows {
         let found = Some((row.try_get(1)?, row.try_get(2)?));
-        if row.try_get::<i64, _>(0)? == 1 {
-            answer.applied = found;
-        } else {
-            answer.row = found;
-        }
+        answer.take(row.try_get::<i64, _>(0)? == 1, found);
     }
     Ok(answer)
 });

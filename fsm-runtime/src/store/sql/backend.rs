@@ -52,6 +52,17 @@ pub struct OneStatementRows {
     pub(crate) row: Option<(String, i64)>,
 }
 
+impl OneStatementRows {
+    /// Takes one answer row: `(from, version)` when `applied`, else the row found.
+    pub(crate) fn take(&mut self, applied: bool, found: Option<(String, i64)>) {
+        if applied {
+            self.applied = found;
+        } else {
+            self.row = found;
+        }
+    }
+}
+
 /// The entity's row and the key's stored fingerprint and outcome, as read together.
 #[doc(hidden)]
 pub type RowAndKey = (Option<(String, i64)>, Option<(String, String)>);

@@ -37,7 +37,8 @@ pub struct OneStatement<'a> {
     pub(crate) target: &'static str,
     pub(crate) expected_version: Option<i64>,
     pub(crate) history: HistoryRow<'a>,
-    /// The idempotency key and fingerprint to store with the outcome.
+    /// The idempotency key and fingerprint to store with the outcome (PostgreSQL's keyed CTE).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) key: Option<(&'a IdempotencyKey, &'a Fingerprint)>,
 }
 

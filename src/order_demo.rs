@@ -45,6 +45,23 @@ pub struct Report {
 /// The database of `cargo run --example orders` with no flag: SQLite, in memory.
 pub const DEFAULT_URL: &str = "sqlite::memory:";
 
+/// The order example's command line: `orders [--database-url URL]`, with `DATABASE_URL` as the
+/// default and an in-memory SQLite database ([`DEFAULT_URL`]) without either.
+///
+/// ```
+/// use clap::Parser as _;
+/// let args = fsm_suite::order_demo::DemoArgs::try_parse_from(["orders", "--database-url=sqlite::memory:"]).unwrap();
+/// assert_eq!(args.database_url, "sqlite::memory:");
+/// assert!(fsm_suite::order_demo::DemoArgs::try_parse_from(["orders", "--databse-url", "x"]).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, clap::Parser)]
+#[command(name = "orders", about = "The order example: create, pay, replay, refuse, race, refuse again, history", long_about = None)]
+pub struct DemoArgs {
+    /// `sqlite:…`, `postgres://…` or `mysql://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_URL)]
+    pub database_url: String,
+}
+
 /// Connects to `url` (`sqlite:…`, `postgres://…`, `mysql://…`), creates the `orders` table if
 /// missing and tells the story on it, writing to `out`.
 pub async fn run_url(url: &str, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {

@@ -21,6 +21,7 @@
 //!
 //! Errors are RFC 9457 problem bodies ([`Problem`]).
 
+mod args;
 mod keys;
 mod ledger;
 mod machine;
@@ -36,6 +37,7 @@ use fsm_runtime::sqlx;
 use fsm_runtime::{BoxError, Error, SqlOutbox, SqlStore, Store as _};
 use serde::Serialize;
 
+pub use args::{ServiceArgs, redacted};
 pub use keys::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, StoredResponse, idempotency_key};
 pub use ledger::{Ledger, PaymentRow};
 pub use machine::{PaymentEvent, PaymentState};

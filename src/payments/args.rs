@@ -1,0 +1,101 @@
+//! The payment service's command line ([`ServiceArgs`]), parsed by clap.
+
+use std::path::Path;
+
+/// `payments [--port PORT] [--database-url URL]`, with `DATABASE_URL` as the default URL.
+///
+/// ```
+/// use clap::Parser as _;
+/// let args = fsm_suite::payments::ServiceArgs::try_parse_from(["payments", "--port", "8080"]).unwrap();
+/// assert_eq!(args.port, 8080);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, clap::Parser)]
+#[command(
+    name = "payments",
+    about = "The payment service: an HTTP API over the payment machine, with Idempotency-Key headers",
+    long_about = None
+)]
+pub struct ServiceArgs {
+    /// Where to listen on 127.0.0.1.
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// `sqlite:PATH`, `postgres://…` or `mysql://…` (default: the SQLite file
+    /// `target/payments.db` of this repository).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl ServiceArgs {
+    /// The database URL: the one given, else the SQLite file `payments.db` in `target_dir`
+    /// (created if missing).
+    pub fn database_url_or_file_in(&self, target_dir: &Path) -> std::io::Result<String> {
+        match &self.database_url {
+            Some(url) => Ok(url.clone()),
+            None => {
+                std::fs::create_dir_all(target_dir)?;
+                Ok(format!("sqlite://{}?mode=rwc", target_dir.join("payments.db").display()))
+            }
+        }
+    }
+}
+
+/// The URL without its password, for the log.
+///
+/// ```
+/// assert_eq!(fsm_suite::payments::redacted("postgres://app:secret@db/pay"), "postgres://app:***@db/pay");
+/// ```
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _password)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn flags_with_and_without_equals() {
+        let args =
+            ServiceArgs::try_parse_from(["payments", "--port=8081", "--database-url", "sqlite::memory:"]).unwrap();
+        assert_eq!(args, ServiceArgs { port: 8081, database_url: Some("sqlite::memory:".to_owned()) });
+        let args = ServiceArgs::try_parse_from(["payments", "--database-url=postgres://x@h/db"]).unwrap();
+        assert_eq!(args.port, 3000);
+        assert_eq!(args.database_url_or_file_in(Path::new("/nonexistent")).unwrap(), "postgres://x@h/db");
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_default() {
+        for argv in [
+            &["payments", "--port", "99999"][..],
+            &["payments", "--port"],
+            &["payments", "--colour"],
+            &["payments", "extra"],
+        ] {
+            assert!(ServiceArgs::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_url_the_service_uses_a_file_in_target() {
+        let dir = std::env::temp_dir().join(format!("fsm-args-{}", std::process::id()));
+        let args = ServiceArgs { port: 3000, database_url: None };
+        let url = args.database_url_or_file_in(&dir).unwrap();
+        assert_eq!(url, format!("sqlite://{}?mode=rwc", dir.join("payments.db").display()));
+        assert!(dir.is_dir());
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn passwords_do_not_reach_the_log() {
+        assert_eq!(redacted("mysql://root:pw@127.0.0.1:3306/test"), "mysql://root:***@127.0.0.1:3306/test");
+        assert_eq!(redacted("mysql://root@127.0.0.1/test"), "mysql://root@127.0.0.1/test");
+        assert_eq!(redacted("sqlite::memory:"), "sqlite::memory:");
+    }
+}

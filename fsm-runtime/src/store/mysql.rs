@@ -21,15 +21,10 @@ pub type MySqlStore<M> = SqlStore<M, sqlx::MySql>;
 impl_backend!(sqlx::MySql, Dialect::MySql, |conn, sql, args| {
     use sqlx::Row as _;
     let sources = serde_json::to_string(args.sources).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let query = bind_id(sqlx::query::<sqlx::MySql>(sqlx::AssertSqlSafe(sql.clone())), args.id)
-        .bind(sources)
-        .bind(args.target)
-        .bind(args.expected_version)
-        .bind(args.history.table)
-        .bind(args.history.machine)
-        .bind(args.history.entity)
-        .bind(args.history.event)
-        .bind(args.history.at_micros);
+    let query = bind_transition(
+        bind_id(sqlx::query::<sqlx::MySql>(sqlx::AssertSqlSafe(sql.clone())), args.id).bind(sources),
+        args,
+    );
     let mut answer = OneStatementRows::default();
     for row in query.fetch_all(&mut *conn).await? {
         let state: Option<String> = row.try_get(1)?;

@@ -17,15 +17,10 @@ pub type PostgresStore<M> = SqlStore<M, sqlx::Postgres>;
 
 impl_backend!(sqlx::Postgres, Dialect::Postgres, |conn, sql, args| {
     use sqlx::Row as _;
-    let query = bind_id(sqlx::query::<sqlx::Postgres>(sqlx::AssertSqlSafe(sql.clone())), args.id)
-        .bind(args.sources)
-        .bind(args.target)
-        .bind(args.history.machine)
-        .bind(args.history.entity)
-        .bind(args.history.event)
-        .bind(args.history.at_micros)
-        .bind(args.expected_version)
-        .bind(args.history.table);
+    let query = bind_transition(
+        bind_id(sqlx::query::<sqlx::Postgres>(sqlx::AssertSqlSafe(sql.clone())), args.id).bind(args.sources),
+        args,
+    );
     let query = match args.key {
         Some((key, fingerprint)) => query.bind(key.source()).bind(key.seq()).bind(fingerprint.as_str()),
         None => query,

@@ -24,17 +24,11 @@ pub type SqliteStore<M> = SqlStore<M, sqlx::Sqlite>;
 
 impl_backend!(sqlx::Sqlite, Dialect::Sqlite, |conn, sql, args| {
     use sqlx::Row as _;
-    let mut query = bind_id(sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(sql.clone())), args.id)
-        .bind(args.target)
-        .bind(args.history.machine)
-        .bind(args.history.entity)
-        .bind(args.history.event)
-        .bind(args.history.at_micros)
-        .bind(args.expected_version)
-        .bind(args.history.table);
-    for source in args.sources {
-        query = query.bind(*source);
-    }
+    let sources = serde_json::to_string(args.sources).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let query = bind_transition(
+        bind_id(sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(sql.clone())), args.id).bind(sources),
+        args,
+    );
     let rows = match query.fetch_all(&mut *conn).await {
         Ok(rows) => rows,
         Err(error) => {

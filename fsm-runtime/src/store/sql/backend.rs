@@ -555,6 +555,23 @@ macro_rules! impl_backend {
             }
         }
 
+        /// Binds the parameters of the one-statement transition that follow the id and the
+        /// sources, in the order all three dialects number them: target, machine, entity id as
+        /// text, event, at_micros, expected version, entity table.
+        fn bind_transition<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            args: $crate::store::sql::backend::OneStatement<'q>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            query
+                .bind(args.target)
+                .bind(args.history.machine)
+                .bind(args.history.entity)
+                .bind(args.history.event)
+                .bind(args.history.at_micros)
+                .bind(args.expected_version)
+                .bind(args.history.table)
+        }
+
         /// Binds an entity id as the SQL type of its variant.
         fn bind_id<'q>(
             query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,

@@ -124,12 +124,10 @@ pub(crate) struct Statements {
     /// Parameters: id, sources (text[]), target, machine, entity id as text, event, at_micros,
     /// expected version (nullable), entity table.
     pub(crate) transition_one_statement: Option<Arc<str>>,
-    /// SQLite only, indexed by the number of legal sources minus one: the applied path as one
-    /// call into the library, a batch `BEGIN IMMEDIATE; INSERT history … SELECT … RETURNING;
-    /// UPDATE …; SELECT state, version; COMMIT`. Parameters: `?1` id, `?2` target, `?3`
-    /// machine, `?4` entity id as text, `?5` event, `?6` at_micros, `?7` expected version
-    /// (nullable), `?8` entity table, `?9…` the sources.
-    pub(crate) sqlite_batches: Arc<[Arc<str>]>,
+    /// SQLite only: the applied path as one call into the library, a batch `BEGIN IMMEDIATE;
+    /// INSERT history … SELECT … RETURNING; UPDATE …; SELECT state, version; COMMIT`, with the
+    /// parameters of PostgreSQL's statement (the sources as a JSON array).
+    pub(crate) sqlite_batch: Option<Arc<str>>,
     /// MySQL only: `CALL` of the store's transition procedure, when the server let the store
     /// create it (see `mysql_procedure`); set after the store is built.
     pub(crate) mysql_call: Option<Arc<str>>,
@@ -151,9 +149,8 @@ pub(crate) struct Statements {
 }
 
 impl Statements {
-    /// Builds the statements of `mapping` in `dialect`, for a machine of `states` states (the
-    /// most legal sources a target can have).
-    pub(crate) fn new(dialect: Dialect, mapping: &TableMapping, states: usize) -> Self {
+    /// Builds the statements of `mapping` in `dialect`.
+    pub(crate) fn new(dialect: Dialect, mapping: &TableMapping) -> Self {
         let q = |identifier: &str| dialect.quote(identifier);
         let p = |n: usize| dialect.param(n);
         let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
@@ -200,10 +197,7 @@ impl Statements {
         );
         let transition_one_statement = (dialect == Dialect::Postgres).then(|| postgres_transition(mapping, false));
         let transition_one_statement_keyed = (dialect == Dialect::Postgres).then(|| postgres_transition(mapping, true));
-        let sqlite_batches: Arc<[Arc<str>]> = match dialect {
-            Dialect::Sqlite => (1..=states.max(1)).map(|sources| sqlite_batch(mapping, sources)).collect(),
-            Dialect::Postgres | Dialect::MySql => Arc::from(Vec::new()),
-        };
+        let sqlite_batch = (dialect == Dialect::Sqlite).then(|| sqlite_batch(mapping));
         let read_with_key = format!(
             "SELECT t.{state}, t.{version}, k.fingerprint, k.outcome FROM (SELECT 1 AS one) o \
              LEFT JOIN {table} t ON t.{id} = {} \
@@ -249,7 +243,7 @@ impl Statements {
             list_history: list_history.into(),
             transition_one_statement,
             transition_one_statement_keyed,
-            sqlite_batches,
+            sqlite_batch,
             mysql_call: None,
             read_with_key: read_with_key.into(),
             insert_key: insert_key.into(),
@@ -300,23 +294,25 @@ fn postgres_transition(mapping: &TableMapping, keyed: bool) -> Arc<str> {
     .into()
 }
 
-/// SQLite's transition as one batch for a target with `sources` legal sources (see
-/// [`Statements::sqlite_batches`]). `BEGIN IMMEDIATE` takes the write lock first, so the history
-/// insert, the update and the read see the same row and no other writer runs in between; the
-/// history row is inserted from the row the update is about to change (SQLite's `RETURNING`
-/// gives new values only, and the history row needs the old state). The batch answers
-/// `(1, from, version)` when it applied and `(0, state, version)` of the row after it.
-fn sqlite_batch(mapping: &TableMapping, sources: usize) -> Arc<str> {
+/// SQLite's transition as one batch (see [`Statements::sqlite_batch`]). `BEGIN IMMEDIATE`
+/// takes the write lock first, so the history insert, the update and the read see the same row
+/// and no other writer runs in between; the history row is inserted from the row the update is
+/// about to change (SQLite's `RETURNING` gives new values only, and the history row needs the
+/// old state). The batch answers `(1, from, version)` when it applied and `(0, state, version)`
+/// of the row after it. Parameters as PostgreSQL's statement: `?1` id, `?2` the sources as a
+/// JSON array, `?3` target, `?4` machine, `?5` entity id as text, `?6` event, `?7` at_micros,
+/// `?8` expected version (nullable), `?9` entity table.
+fn sqlite_batch(mapping: &TableMapping) -> Arc<str> {
     let q = |identifier: &str| Dialect::Sqlite.quote(identifier);
     let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
-    let in_sources = (9..9 + sources).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ");
-    let matches = format!("{id} = ?1 AND {state} IN ({in_sources}) AND (?7 IS NULL OR {version} = ?7)");
+    let matches =
+        format!("{id} = ?1 AND {state} IN (SELECT value FROM json_each(?2)) AND (?8 IS NULL OR {version} = ?8)");
     format!(
         "BEGIN IMMEDIATE; \
          INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
-         SELECT ?8, ?3, ?4, {version} + 1, {state}, ?2, ?5, ?6 FROM {table} WHERE {matches} \
+         SELECT ?9, ?4, ?5, {version} + 1, {state}, ?3, ?6, ?7 FROM {table} WHERE {matches} \
          RETURNING 1, from_state, version; \
-         UPDATE {table} SET {state} = ?2, {version} = {version} + 1 WHERE {matches}; \
+         UPDATE {table} SET {state} = ?3, {version} = {version} + 1 WHERE {matches}; \
          SELECT 0, {state}, {version} FROM {table} WHERE {id} = ?1; \
          COMMIT"
     )
@@ -330,19 +326,20 @@ mod tests {
     #[test]
     fn statements_quote_identifiers_and_bind_values() {
         let mapping = TableMapping::from_static("orders", "id", "state", "version");
-        let pg = Statements::new(Dialect::Postgres, &mapping, 4);
+        let pg = Statements::new(Dialect::Postgres, &mapping);
         assert_eq!(&*pg.read, r#"SELECT "state", "version" FROM "orders" WHERE "id" = $1"#);
-        let my = Statements::new(Dialect::MySql, &mapping, 4);
+        let my = Statements::new(Dialect::MySql, &mapping);
         assert_eq!(
             &*my.cas,
             "UPDATE `orders` SET `state` = ?, `version` = `version` + 1 WHERE `id` = ? AND `state` = ? AND `version` = ?"
         );
         assert!(my.transition_one_statement.is_none());
-        let lite = Statements::new(Dialect::Sqlite, &mapping, 4);
+        let lite = Statements::new(Dialect::Sqlite, &mapping);
         assert_eq!(&*lite.read, "SELECT `state`, `version` FROM `orders` WHERE `id` = ?");
         assert!(pg.transition_one_statement.is_some());
-        assert_eq!(lite.sqlite_batches.len(), 4);
-        assert!(lite.sqlite_batches[1].contains("`state` IN (?9, ?10)"));
-        assert!(my.sqlite_batches.is_empty() && pg.sqlite_batches.is_empty());
+        assert!(
+            lite.sqlite_batch.as_deref().is_some_and(|batch| batch.contains("IN (SELECT value FROM json_each(?2))"))
+        );
+        assert!(my.sqlite_batch.is_none() && pg.sqlite_batch.is_none());
     }
 }

@@ -94,7 +94,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// A store on `pool` with a mapping chosen at run time (another table, other columns).
     pub async fn with_mapping(pool: sqlx::Pool<B>, mapping: TableMapping) -> Result<Self, Error> {
         mapping.validate()?;
-        let statements = Statements::new(B::DIALECT, &mapping, M::STATES.len());
+        let statements = Statements::new(B::DIALECT, &mapping);
         let mut store = Self { pool, mapping, statements, machine: PhantomData };
         store.migrate().await?;
         store.check_schema().await?;
@@ -221,9 +221,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     ) -> Result<Outcome<M>, Error> {
         let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
         let statement = match (B::DIALECT, key) {
-            (Dialect::Sqlite, None) if effects.is_empty() => {
-                sources.len().checked_sub(1).and_then(|index| self.statements.sqlite_batches.get(index))
-            }
+            (Dialect::Sqlite, None) if effects.is_empty() => self.statements.sqlite_batch.as_ref(),
             (Dialect::Postgres, Some(_)) => self.statements.transition_one_statement_keyed.as_ref(),
             (Dialect::Postgres, None) => self.statements.transition_one_statement.as_ref(),
             (Dialect::MySql, None) if effects.is_empty() => self.statements.mysql_call.as_ref(),
@@ -410,25 +408,31 @@ pub(crate) async fn migrate<B: Backend>(pool: &sqlx::Pool<B>, machine: &'static 
     let mut conn = pool.acquire().await.map_err(failed)?;
     run_tolerating_races::<B>(&mut conn, B::DIALECT.migrations_table()).await.map_err(failed)?;
     let applied = B::migration_versions(&mut conn).await.map_err(failed)?;
-    let mut collation = None;
     for &(version, script) in B::DIALECT.migrations() {
         if applied.contains(&version) {
             continue;
         }
-        if script.contains("{binary_collation}") && collation.is_none() {
-            let query = B::DIALECT.binary_collation_query().unwrap_or("SELECT 'utf8mb4_bin'");
-            let found = B::fetch_text(&mut conn, query).await.map_err(failed)?;
-            collation = Some(found.unwrap_or_else(|| "utf8mb4_bin".to_owned()));
-        }
-        let script = script.replace("{binary_collation}", collation.as_deref().unwrap_or("utf8mb4_bin"));
+        let script = if script.contains("{binary_collation}") {
+            script.replace("{binary_collation}", &binary_collation::<B>(&mut conn).await.map_err(failed)?)
+        } else {
+            script.to_owned()
+        };
         for statement in script.split(";\n").map(str::trim).filter(|statement| !statement.is_empty()) {
-            run_tolerating_races::<B>(&mut conn, statement)
-                .await
-                .map_err(|error| database_error(machine, "fsm_history", error))?;
+            run_tolerating_races::<B>(&mut conn, statement).await.map_err(failed)?;
         }
         B::record_migration(&mut conn, version, now_micros()).await.map_err(failed)?;
     }
     Ok(())
+}
+
+/// The collation the migrations put in place of `{binary_collation}`: the server's binary,
+/// non-padding collation of `utf8mb4` (MySQL/MariaDB), else `utf8mb4_bin`.
+async fn binary_collation<B: Backend>(conn: &mut B::Connection) -> Result<String, sqlx::Error> {
+    let found = match B::DIALECT.binary_collation_query() {
+        Some(query) => B::fetch_text(conn, query).await?,
+        None => None,
+    };
+    Ok(found.unwrap_or_else(|| "utf8mb4_bin".to_owned()))
 }
 
 /// Runs one migration statement. Two processes creating a table at once: PostgreSQL may report

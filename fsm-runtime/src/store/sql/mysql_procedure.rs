@@ -41,16 +41,16 @@ pub(crate) fn is_plain_column_type(column_type: &str) -> bool {
 }
 
 /// The procedure of `mapping` for an id column of type `id_type`: its `CREATE` statement and
-/// the `CALL` statement that runs it. `CALL` parameters: id, the legal sources as a JSON array
-/// of stored names, target, expected version (nullable), entity table, machine, entity id as
-/// text, event (nullable), at_micros.
+/// the `CALL` statement that runs it. `CALL` parameters, in the order of PostgreSQL's statement:
+/// id, the legal sources as a JSON array of stored names, target, machine, entity id as text,
+/// event (nullable), at_micros, expected version (nullable), entity table.
 pub(crate) fn procedure(mapping: &TableMapping, id_type: &str) -> (String, String) {
     let q = |identifier: &str| Dialect::MySql.quote(identifier);
     let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
     let body = format!(
-        "(IN p_id {id_type}, IN p_sources TEXT, IN p_to VARCHAR(191), IN p_expected BIGINT, \
-         IN p_table VARCHAR(64), IN p_machine VARCHAR(191), IN p_entity VARCHAR(191), IN p_event VARCHAR(191), \
-         IN p_at BIGINT) \
+        "(IN p_id {id_type}, IN p_sources TEXT, IN p_to VARCHAR(191), IN p_machine VARCHAR(191), \
+         IN p_entity VARCHAR(191), IN p_event VARCHAR(191), IN p_at BIGINT, IN p_expected BIGINT, \
+         IN p_table VARCHAR(64)) \
          MODIFIES SQL DATA \
          BEGIN \
              DECLARE v_from VARCHAR(191) DEFAULT NULL; \

@@ -24,7 +24,7 @@ use common::machines::{Order, OrderEvent};
 use fsm_runtime::mapping::{InvalidIdentifier, MAX_IDENTIFIER_LEN};
 use fsm_runtime::{
     CreateOutcome, DeleteOutcome, EntityId, Error, LockedEntity, Outcome, Snapshot, SqlStore, StateMachine, Store,
-    TableMapping, sqlx,
+    TableMapping, TransitionRequest, sqlx,
 };
 use sql_support::{Arg, Fixture, TestBackend};
 
@@ -285,7 +285,37 @@ async fn text_ids_work<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
     assert_eq!(fx.fetch_i64(format!("SELECT COUNT(*) FROM {table}"), []).await, Some(4));
 }
 
+/// A history row left behind for the version a transition is about to record (written by hand,
+/// say, after the entity was deleted and created again with raw SQL): the history's primary key
+/// refuses the transition, with or without an idempotency key. The error is a database error
+/// that is not retryable (a retry would fail the same way), and nothing is written: not the
+/// state, not the key. Before, the keyed PostgreSQL statement took any unique violation for a
+/// stored key and tried 1,000 times.
+async fn stale_history_row_is_a_typed_error<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
+    let store = &fx.store;
+    store.create(1).await.unwrap();
+    let sql = format!(
+        "INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+         VALUES ({}, 'Order', '1', 1, 'created', 'paid', NULL, 0)",
+        B::param(1)
+    );
+    fx.exec(sql, [Arg::from(fx.table.as_str())]).await;
+    let key = fsm_runtime::IdempotencyKey::new(format!("{}-stale", fx.table), 1).unwrap();
+    let keyed =
+        TransitionRequest::to(1, Order::Paid).idempotency_key(key.clone(), fsm_runtime::Fingerprint::of_bytes(b"pay"));
+    for (label, result) in [("plain", store.transition(1, Order::Paid).await), ("keyed", store.apply(keyed).await)] {
+        match result {
+            Err(Error::Database { retryable: false, .. }) => {}
+            other => panic!("{} {label}: expected a non-retryable Error::Database, got {other:?}", B::LABEL),
+        }
+    }
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    let stored = format!("SELECT COUNT(*) FROM fsm_idempotency_keys WHERE source = {}", B::param(1));
+    assert_eq!(fx.fetch_i64(stored, [Arg::from(key.source())]).await, Some(0), "{}: the key was stored", B::LABEL);
+}
+
 sql_support::per_backend!(
+    stale_history_row_is_a_typed_error,
     missing_table_is_a_schema_error,
     wrong_column_is_a_schema_error,
     invalid_identifier_runs_nothing,

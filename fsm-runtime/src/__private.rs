@@ -7,13 +7,14 @@
 pub use core;
 
 pub use crate::{__impl_state_codecs, __impl_state_serde};
-pub use crate::{Edge, InvalidEvent, StateMachine, TableMapping, UnknownState};
+pub use crate::machine::{Edge, InvalidEvent, StateMachine, UnknownState};
+pub use crate::mapping::TableMapping;
 
 /// The error of a stored name that no state maps to; out of line, to keep the generated
 /// `from_stored` small.
 #[cold]
-pub fn unknown_state(machine: &'static str, value: &str, expected: &'static str) -> crate::UnknownState {
-    crate::UnknownState { machine, value: value.to_owned(), expected }
+pub fn unknown_state(machine: &'static str, value: &str, expected: &'static str) -> UnknownState {
+    UnknownState { machine, value: value.to_owned(), expected }
 }
 
 /// Implements the optional codecs of a derived state (serde and sqlx, as the features of

@@ -5,7 +5,7 @@ use std::fmt;
 /// The primary key of an entity: an integer or a text key, bound as a parameter of that type.
 ///
 /// ```
-/// use fsm_runtime::EntityId;
+/// use fsm_runtime::store::EntityId;
 /// assert_eq!(EntityId::from(42), EntityId::Int(42));
 /// assert_eq!(EntityId::from("ord-7").to_string(), "ord-7");
 /// ```

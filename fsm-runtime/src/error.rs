@@ -195,7 +195,7 @@ fn source_is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(error) = next {
         #[cfg(feature = "_sql")]
         if let Some(database) = error.downcast_ref::<sqlx::Error>() {
-            return crate::store::sql::db_error::is_transient(database);
+            return crate::sql::is_transient(database);
         }
         if let Some(Error::Database { retryable, .. }) = error.downcast_ref::<Error>() {
             return *retryable;
@@ -206,6 +206,18 @@ fn source_is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 impl Error {
+    /// Wraps a driver error of a statement on `table` of `machine`, retryable when the
+    /// database marked it transient.
+    #[cfg(feature = "_sql")]
+    pub(crate) fn database(machine: &'static str, table: &str, error: sqlx::Error) -> Self {
+        Self::Database {
+            machine,
+            table: table.to_owned(),
+            retryable: crate::sql::is_transient(&error),
+            source: Box::new(error),
+        }
+    }
+
     /// Whether trying the same operation again may succeed: a [`Error::Conflict`], a
     /// [`Error::VersionConflict`] after a fresh read, a [`Error::Database`] error the database
     /// marked transient, or an [`Error::Effect`] / [`Error::Operation`] whose own SQL failed

@@ -29,7 +29,8 @@
 //! use std::time::Duration;
 //! use fsm_runtime::fence::{MemoryFences, stale_token};
 //! use fsm_runtime::lock::{LeaseStore, MemoryLeases};
-//! use fsm_runtime::{MemoryStore, MemoryTx, StateMachine, Store, TransitionRequest};
+//! use fsm_runtime::store::MemoryTx;
+//! use fsm_runtime::{MemoryStore, StateMachine, Store, TransitionRequest};
 //!
 //! #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
 //! enum Order { #[state(initial)] Created, #[transition(from = Created)] Paid, #[transition(from = [Created, Paid])] Cancelled }

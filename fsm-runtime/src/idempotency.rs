@@ -56,7 +56,7 @@ pub enum InvalidKey {
 /// assert!(IdempotencyKey::new("", 1).is_err());
 /// let header = IdempotencyKey::opaque("8e03978e-40d5-43e8-bc93-6894a57f9324")?;
 /// assert_eq!(header.seq(), -1);
-/// # Ok::<(), fsm_runtime::InvalidKey>(())
+/// # Ok::<(), fsm_runtime::idempotency::InvalidKey>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdempotencyKey {
@@ -122,7 +122,7 @@ impl std::fmt::Display for IdempotencyKey {
 /// assert_eq!(a, b);
 /// assert_ne!(a, c);
 /// assert_eq!(a.as_str().len(), 64);
-/// # Ok::<(), fsm_runtime::InvalidKey>(())
+/// # Ok::<(), fsm_runtime::idempotency::InvalidKey>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fingerprint(String);

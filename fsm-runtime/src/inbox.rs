@@ -5,7 +5,7 @@
 //! ```no_run
 //! use fsm_runtime::inbox::Inbox;
 //! # async fn consume(pool: sqlx::SqlitePool, message: fsm_runtime::outbox::PendingMessage) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let mut tx = pool.begin().await?;
+//! let mut tx = fsm_runtime::sql::SqlTx::begin(&pool).await?;
 //! if tx.record("receipts-mailer", &message.message_id).await? {
 //!     // First delivery: do the work in the same transaction.
 //!     sqlx::query("INSERT INTO receipts (message_id) VALUES (?)").bind(&message.message_id).execute(&mut *tx).await?;
@@ -31,7 +31,7 @@ pub trait Inbox: Send {
 ///
 /// It is not a transaction: `record` takes effect at once, so a consumer whose work fails after
 /// it would skip the redelivery. Record after the work succeeded (in one process, with the
-/// inbox behind the same lock as the work), or use an SQL connection's inbox, which commits or
+/// inbox behind the same lock as the work), or use an [`SqlTx`](crate::sql::SqlTx)'s inbox, which commits or
 /// rolls back with the consumer's transaction.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryInbox {

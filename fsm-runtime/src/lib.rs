@@ -50,13 +50,14 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod clock;
 mod entity_id;
-mod error;
+pub mod error;
 pub mod fence;
 pub mod idempotency;
 pub mod inbox;
 pub mod lock;
-mod machine;
+pub mod machine;
 mod machine_error;
 pub mod mapping;
 pub mod outbox;
@@ -64,39 +65,30 @@ mod outcome;
 mod random;
 #[cfg(feature = "redis")]
 mod redis_connection;
-mod retry;
+pub mod retry;
 #[cfg(feature = "_sql")]
-mod sql_tables;
+pub mod sql;
 pub mod store;
 pub mod token;
+mod transition;
 
-pub use entity_id::EntityId;
-pub use error::{BoxError, Error};
+pub use error::Error;
 pub use fsm_macros::StateMachine;
-pub use idempotency::{Fingerprint, IdempotencyKey, InvalidKey, Once};
-pub use machine::{Edge, StateMachine};
-pub use machine_error::{InvalidEvent, UnknownState};
-pub use mapping::TableMapping;
-pub use outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+pub use idempotency::{Fingerprint, IdempotencyKey, Once};
+pub use machine::StateMachine;
+pub use outcome::Outcome;
 #[cfg(feature = "redis")]
 pub use redis;
-pub use retry::retry_on_conflict;
-#[cfg(feature = "_sql")]
-pub use sql_tables::SqlTables;
 #[cfg(feature = "_sql")]
 pub use sqlx;
-pub use store::memory::{MemoryLocked, MemoryOutbox, MemoryStore, MemoryTransition, MemoryTx};
+pub use store::MemoryStore;
 #[cfg(feature = "mysql")]
-pub use store::mysql::MySqlStore;
+pub use store::MySqlStore;
 #[cfg(feature = "postgres")]
-pub use store::postgres::PostgresStore;
-#[cfg(feature = "_sql")]
-pub use store::sql::{
-    ACQUIRE_TIMEOUT, Backend, PING_IF_IDLE_FOR, SqlLocked, SqlOutbox, SqlStore, is_transient, pool_options,
-};
+pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
-pub use store::sqlite::SqliteStore;
-pub use store::{Effect, EffectFuture, LockedEntity, OpFuture, Store, Target, TransitionRequest};
+pub use store::SqliteStore;
+pub use store::{Store, TransitionRequest};
 
 #[doc(hidden)]
 pub mod __private;

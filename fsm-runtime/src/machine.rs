@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use crate::machine_error::{InvalidEvent, UnknownState};
+pub use crate::machine_error::{InvalidEvent, UnknownState};
 use crate::mapping::TableMapping;
 
 /// One edge of a machine's transition table: `from --event--> to`.

@@ -10,7 +10,9 @@
 //!
 //! ```
 //! use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay};
-//! use fsm_runtime::{BoxError, MemoryStore, MemoryTx, StateMachine, Store, TransitionRequest};
+//! use fsm_runtime::error::BoxError;
+//! use fsm_runtime::store::MemoryTx;
+//! use fsm_runtime::{MemoryStore, StateMachine, Store, TransitionRequest};
 //!
 //! #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
 //! enum Order { #[state(initial)] Created, #[transition(from = Created)] Paid }
@@ -39,10 +41,16 @@
 //! # }).unwrap();
 //! ```
 
+#[cfg(feature = "_sql")]
+mod sql;
+
 use std::future::Future;
 use std::time::Duration;
 
 use crate::error::{BoxError, Error};
+
+#[cfg(feature = "_sql")]
+pub use sql::SqlOutbox;
 
 /// A message to publish when the transition it is enqueued with is applied.
 #[derive(Debug, Clone, PartialEq)]

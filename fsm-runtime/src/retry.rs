@@ -14,7 +14,8 @@ use crate::error::Error;
 /// last conflict, is returned as it is.
 ///
 /// ```
-/// use fsm_runtime::{MemoryStore, StateMachine, Store, retry_on_conflict};
+/// use fsm_runtime::retry::retry_on_conflict;
+/// use fsm_runtime::{MemoryStore, StateMachine, Store};
 ///
 /// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
 /// enum Door { #[state(initial)] Closed, #[transition(from = Closed)] Open }

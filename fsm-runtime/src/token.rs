@@ -289,9 +289,8 @@ impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
     }
 }
 
-/// A transaction a token can be redeemed in: the SQL connections an effect receives
-/// (`sqlx::SqliteConnection`, `sqlx::PgConnection`, `sqlx::MySqlConnection`), so that the
-/// redeem commits or rolls back with the transition.
+/// A transaction a token can be redeemed in: the [`SqlTx`](crate::sql::SqlTx) an effect
+/// receives on every SQL backend, so that the redeem commits or rolls back with the transition.
 ///
 /// ```no_run
 /// use fsm_runtime::token::RedeemToken as _;
@@ -299,9 +298,9 @@ impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
 /// # #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
 /// # enum Order { #[state(initial)] Created, #[transition(from = Created)] Paid }
 /// # async fn pay(store: SqliteStore<Order>, token: String) -> Result<(), fsm_runtime::Error> {
-/// let pay = TransitionRequest::to(7, Order::Paid).effect(move |conn: &mut fsm_runtime::sqlx::SqliteConnection| {
+/// let pay = TransitionRequest::to(7, Order::Paid).effect(move |tx: &mut fsm_runtime::sql::SqlTx<fsm_runtime::sqlx::Sqlite>| {
 ///     Box::pin(async move {
-///         conn.require_token("checkout", &token).await?;
+///         tx.require_token("checkout", &token).await?;
 ///         Ok(())
 ///     })
 /// });

@@ -18,106 +18,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clock::micros;
 use crate::lock::{ExtendOutcome, FencingToken, Lease, LeaseStore, LockError, ReleaseOutcome, check_names};
-use crate::sql_tables::{
-    Arg, SqlTables, Table, backend_name, create_table, micros, now_mysql, now_postgres, now_sqlite,
-};
-use crate::store::sql::db_error::is_transient;
-use crate::store::sql::dialect::Dialect;
-
-/// The statements of one dialect.
-struct LeaseStatements {
-    /// Parameters: resource, owner, ttl (µs), nonce.
-    acquire: &'static str,
-    /// MySQL only: parameter resource; answers fence, nonce.
-    read: Option<&'static str>,
-    /// Parameters: ttl (µs), resource, owner, fence.
-    extend: &'static str,
-    /// Parameters: resource, owner, fence.
-    release: &'static str,
-}
-
-impl LeaseStatements {
-    const fn of(dialect: Dialect) -> Self {
-        match dialect {
-            Dialect::Postgres => Self {
-                acquire: concat!(
-                    "INSERT INTO fsm_leases (resource, owner, fence, expires_at_micros, nonce) VALUES ($1, $2, 1, ",
-                    now_postgres!(),
-                    " + $3, $4) ON CONFLICT (resource) DO UPDATE SET owner = EXCLUDED.owner, \
-                     fence = fsm_leases.fence + 1, expires_at_micros = EXCLUDED.expires_at_micros, \
-                     nonce = EXCLUDED.nonce WHERE fsm_leases.expires_at_micros <= ",
-                    now_postgres!(),
-                    " RETURNING fence"
-                ),
-                read: None,
-                extend: concat!(
-                    "UPDATE fsm_leases SET expires_at_micros = ",
-                    now_postgres!(),
-                    " + $1 WHERE resource = $2 AND owner = $3 AND fence = $4 AND expires_at_micros > ",
-                    now_postgres!()
-                ),
-                release: concat!(
-                    "UPDATE fsm_leases SET expires_at_micros = 0 \
-                     WHERE resource = $1 AND owner = $2 AND fence = $3 AND expires_at_micros > ",
-                    now_postgres!()
-                ),
-            },
-            Dialect::Sqlite => Self {
-                acquire: concat!(
-                    "INSERT INTO fsm_leases (resource, owner, fence, expires_at_micros, nonce) VALUES (?, ?, 1, ",
-                    now_sqlite!(),
-                    " + ?, ?) ON CONFLICT (resource) DO UPDATE SET owner = excluded.owner, \
-                     fence = fsm_leases.fence + 1, expires_at_micros = excluded.expires_at_micros, \
-                     nonce = excluded.nonce WHERE fsm_leases.expires_at_micros <= ",
-                    now_sqlite!(),
-                    " RETURNING fence"
-                ),
-                read: None,
-                extend: concat!(
-                    "UPDATE fsm_leases SET expires_at_micros = ",
-                    now_sqlite!(),
-                    " + ? WHERE resource = ? AND owner = ? AND fence = ? AND expires_at_micros > ",
-                    now_sqlite!()
-                ),
-                release: concat!(
-                    "UPDATE fsm_leases SET expires_at_micros = 0 \
-                     WHERE resource = ? AND owner = ? AND fence = ? AND expires_at_micros > ",
-                    now_sqlite!()
-                ),
-            },
-            // The assignments run left to right and see the columns already assigned: the
-            // expiry, which every condition reads, is assigned last.
-            Dialect::MySql => Self {
-                acquire: concat!(
-                    "INSERT INTO fsm_leases (resource, owner, fence, expires_at_micros, nonce) VALUES (?, ?, 1, ",
-                    now_mysql!(),
-                    " + ?, ?) ON DUPLICATE KEY UPDATE owner = IF(expires_at_micros <= ",
-                    now_mysql!(),
-                    ", VALUES(owner), owner), fence = IF(expires_at_micros <= ",
-                    now_mysql!(),
-                    ", fence + 1, fence), nonce = IF(expires_at_micros <= ",
-                    now_mysql!(),
-                    ", VALUES(nonce), nonce), expires_at_micros = IF(expires_at_micros <= ",
-                    now_mysql!(),
-                    ", VALUES(expires_at_micros), expires_at_micros)"
-                ),
-                read: Some("SELECT fence, nonce FROM fsm_leases WHERE resource = ?"),
-                extend: concat!(
-                    "UPDATE fsm_leases SET expires_at_micros = ",
-                    now_mysql!(),
-                    " + ? WHERE resource = ? AND owner = ? AND fence = ? AND expires_at_micros > ",
-                    now_mysql!()
-                ),
-                release: concat!(
-                    "UPDATE fsm_leases SET expires_at_micros = 0 \
-                     WHERE resource = ? AND owner = ? AND fence = ? AND expires_at_micros > ",
-                    now_mysql!()
-                ),
-            },
-        }
-    }
-}
+use crate::sql::{Backend, LeaseRequest, is_transient, leases};
 
 /// Leases in an SQL database (SQLite, PostgreSQL, MySQL/MariaDB), in the runtime-owned table
 /// `fsm_leases`. [`SqlLeases::new`] creates it if missing, and `fsm_fences` too, which
@@ -135,26 +38,26 @@ impl LeaseStatements {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub struct SqlLeases<B: SqlTables> {
+pub struct SqlLeases<B: Backend> {
     pool: sqlx::Pool<B>,
 }
 
-impl<B: SqlTables> Clone for SqlLeases<B> {
+impl<B: Backend> Clone for SqlLeases<B> {
     fn clone(&self) -> Self {
         Self { pool: self.pool.clone() }
     }
 }
 
-impl<B: SqlTables> std::fmt::Debug for SqlLeases<B> {
+impl<B: Backend> std::fmt::Debug for SqlLeases<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlLeases").field("backend", &backend_name(B::DIALECT)).finish_non_exhaustive()
+        f.debug_struct("SqlLeases").field("backend", &B::NAME).finish_non_exhaustive()
     }
 }
 
 /// Wraps a driver error of `operation` on the lease of `resource`.
-fn backend_error<B: SqlTables>(resource: &str, operation: &'static str, error: sqlx::Error) -> LockError {
+fn backend_error<B: Backend>(resource: &str, operation: &'static str, error: sqlx::Error) -> LockError {
     LockError::Backend {
-        backend: backend_name(B::DIALECT),
+        backend: B::NAME,
         resource: resource.to_owned(),
         operation,
         retryable: is_transient(&error),
@@ -162,12 +65,11 @@ fn backend_error<B: SqlTables>(resource: &str, operation: &'static str, error: s
     }
 }
 
-impl<B: SqlTables> SqlLeases<B> {
-    /// Leases in the database behind `pool`; creates `fsm_leases` and `fsm_fences` if missing.
+impl<B: Backend> SqlLeases<B> {
+    /// Leases in the database behind `pool`; creates or upgrades the runtime's tables
+    /// (`fsm_leases` and `fsm_fences` among them).
     pub async fn new(pool: sqlx::Pool<B>) -> Result<Self, LockError> {
-        for table in [Table::Leases, Table::Fences] {
-            create_table::<B>(&pool, table).await.map_err(|e| backend_error::<B>(table.name(), "create table", e))?;
-        }
+        crate::sql::migrate::migrate::<B>(&pool).await.map_err(|e| backend_error::<B>("*", "migrate", e))?;
         Ok(Self { pool })
     }
 
@@ -175,10 +77,10 @@ impl<B: SqlTables> SqlLeases<B> {
     /// (a server that is down is a [`LockError::Connect`], not a hang), and calls
     /// [`SqlLeases::new`].
     pub async fn connect(url: &str) -> Result<Self, LockError> {
-        let pool = crate::store::sql::pool_options::<B>()
+        let pool = crate::sql::pool_options::<B>()
             .connect(url)
             .await
-            .map_err(|e| LockError::Connect { backend: backend_name(B::DIALECT), source: Box::new(e) })?;
+            .map_err(|e| LockError::Connect { backend: B::NAME, source: Box::new(e) })?;
         Self::new(pool).await
     }
 
@@ -192,39 +94,24 @@ impl<B: SqlTables> SqlLeases<B> {
     }
 }
 
-impl<B: SqlTables> LeaseStore for SqlLeases<B> {
+impl<B: Backend> LeaseStore for SqlLeases<B> {
     async fn try_acquire(&self, resource: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LockError> {
         check_names(resource, owner)?;
         let nonce = crate::random::random_hex(16)
             .map_err(|e| LockError::NoRandomness { resource: resource.to_owned(), source: Box::new(e) })?;
-        let statements = LeaseStatements::of(B::DIALECT);
         let error = |e| backend_error::<B>(resource, "acquire", e);
         let mut conn = self.conn(resource, "acquire").await?;
         let sent_at = Instant::now();
-        let args = [Arg::Text(resource), Arg::Text(owner), Arg::Int(micros(ttl)), Arg::Text(&nonce)];
-        let fence = match statements.read {
-            None => B::fetch_i64(&mut conn, statements.acquire, &args).await.map_err(error)?,
-            Some(read) => {
-                B::run(&mut conn, statements.acquire, &args).await.map_err(error)?;
-                match B::fetch_i64_text(&mut conn, read, &[Arg::Text(resource)]).await.map_err(error)? {
-                    Some((fence, written)) if written == nonce => Some(fence),
-                    _ => None,
-                }
-            }
-        };
+        let request = LeaseRequest { resource, owner, ttl_micros: micros(ttl), nonce: &nonce };
+        let fence = B::acquire_lease(&mut conn, request).await.map_err(error)?;
         Ok(fence.map(|fence| Lease::new(resource, owner, FencingToken::new(fence), sent_at, ttl)))
     }
 
     async fn extend(&self, lease: &mut Lease, ttl: Duration) -> Result<ExtendOutcome, LockError> {
         let mut conn = self.conn(lease.resource(), "extend").await?;
         let sent_at = Instant::now();
-        let args = [
-            Arg::Int(micros(ttl)),
-            Arg::Text(lease.resource()),
-            Arg::Text(lease.owner()),
-            Arg::Int(lease.fence().value()),
-        ];
-        let matched = B::run(&mut conn, LeaseStatements::of(B::DIALECT).extend, &args)
+        let (resource, owner, fence) = (lease.resource(), lease.owner(), lease.fence().value());
+        let matched = leases::extend::<B>(&mut conn, micros(ttl), resource, owner, fence)
             .await
             .map_err(|e| backend_error::<B>(lease.resource(), "extend", e))?;
         if matched == 0 {
@@ -236,8 +123,7 @@ impl<B: SqlTables> LeaseStore for SqlLeases<B> {
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome, LockError> {
         let mut conn = self.conn(lease.resource(), "release").await?;
-        let args = [Arg::Text(lease.resource()), Arg::Text(lease.owner()), Arg::Int(lease.fence().value())];
-        let matched = B::run(&mut conn, LeaseStatements::of(B::DIALECT).release, &args)
+        let matched = leases::release::<B>(&mut conn, lease.resource(), lease.owner(), lease.fence().value())
             .await
             .map_err(|e| backend_error::<B>(lease.resource(), "release", e))?;
         Ok(if matched == 0 { ReleaseOutcome::NotHeld } else { ReleaseOutcome::Released })

@@ -63,7 +63,7 @@ pub(crate) fn replayed_result<T: DeserializeOwned>(
 
 /// An `AlreadyApplied` for a strict target is an error: another request got there first.
 pub(crate) fn already_applied<M: StateMachine>(
-    id: &crate::EntityId,
+    id: &crate::entity_id::EntityId,
     state: M,
     version: i64,
 ) -> Result<Outcome<M>, Error> {

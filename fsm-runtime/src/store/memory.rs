@@ -15,7 +15,9 @@ use crate::machine::StateMachine;
 use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage, new_message_id};
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 use crate::store::keyed::{already_applied, encode_applied, encode_result, replayed_result, replayed_transition};
-use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, now_micros, parse_state};
+use crate::clock::{micros_before_now, now_micros};
+use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
+use crate::transition::Transition;
 use crate::store::{Effect, LockedEntity, OpFuture, Store, Target, TransitionRequest};
 
 /// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
@@ -35,27 +37,14 @@ type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 /// What an effect or a keyed operation receives from a [`MemoryStore`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MemoryTx {
-    transition: Option<MemoryTransition>,
+    transition: Option<Transition>,
     /// Messages enqueued by the effects, written to the store's outbox with the transition.
     outbox: Vec<(String, OutboxMessage)>,
 }
 
-/// The transition an effect runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemoryTransition {
-    /// The entity.
-    pub id: EntityId,
-    /// The stored name of the state being left.
-    pub from: &'static str,
-    /// The stored name of the target.
-    pub to: &'static str,
-    /// The version the transition will produce.
-    pub version: i64,
-}
-
 impl MemoryTx {
     /// The transition being applied, for an effect (`None` in a keyed operation).
-    pub fn transition(&self) -> Option<&MemoryTransition> {
+    pub fn transition(&self) -> Option<&Transition> {
         self.transition.as_ref()
     }
 }
@@ -211,7 +200,8 @@ impl<M: StateMachine> MemoryStore<M> {
         };
         let version = row.version + 1;
         let mut tx = MemoryTx {
-            transition: Some(MemoryTransition {
+            transition: Some(Transition {
+                machine: M::MACHINE,
                 id: id.clone(),
                 from: from.as_str(),
                 to: plan.target.as_str(),
@@ -353,7 +343,7 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
     }
 
     async fn purge_keys_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
-        let cutoff = now_micros().saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
+        let cutoff = micros_before_now(older_than);
         let mut keys = self.keys.lock().await;
         let before = keys.len();
         keys.retain(|key, stored| stored.at_micros >= cutoff || source.is_some_and(|source| source != key.source()));

@@ -2,17 +2,11 @@
 
 mod keyed;
 mod locked;
-pub mod memory;
-#[cfg(feature = "mysql")]
-pub mod mysql;
+mod memory;
 pub(crate) mod plan;
-#[cfg(feature = "postgres")]
-pub mod postgres;
 mod request;
 #[cfg(feature = "_sql")]
-pub mod sql;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
+mod sql;
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,14 +14,31 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Snapshot};
+pub use crate::transition::Transition;
 pub use locked::LockedEntity;
+pub use memory::{MemoryLocked, MemoryOutbox, MemoryStore, MemoryTx};
 pub use request::{Effect, EffectFuture, OpFuture, Target, TransitionRequest};
+#[cfg(feature = "_sql")]
+pub use sql::{SqlLocked, SqlStore};
 
-use crate::entity_id::EntityId;
+/// A [`Store`] on SQLite: embedded, no server (see [`crate::sql`] for what it sends).
+#[cfg(feature = "sqlite")]
+pub type SqliteStore<M> = SqlStore<M, sqlx::Sqlite>;
+
+/// A [`Store`] on PostgreSQL (and the databases that speak its protocol and SQL).
+#[cfg(feature = "postgres")]
+pub type PostgresStore<M> = SqlStore<M, sqlx::Postgres>;
+
+/// A [`Store`] on MySQL or MariaDB.
+#[cfg(feature = "mysql")]
+pub type MySqlStore<M> = SqlStore<M, sqlx::MySql>;
+
+pub use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::machine::StateMachine;
-use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+use crate::outcome::Outcome;
 
 /// Persistence of the entities of one machine `M`, with the semantics of the outcome table:
 ///

@@ -221,11 +221,3 @@ pub(crate) fn parse_state<M: StateMachine>(id: &EntityId, table: &str, value: &s
 pub(crate) fn not_found<M: StateMachine>(id: &EntityId, table: &str) -> Error {
     Error::NotFound { machine: M::MACHINE, id: id.clone(), table: table.to_owned() }
 }
-
-/// Microseconds since the Unix epoch, for history rows.
-pub(crate) fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}

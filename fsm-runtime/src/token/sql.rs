@@ -19,94 +19,9 @@
 
 use std::time::Duration;
 
-use crate::sql_tables::{
-    Arg, SqlTables, Table, backend_name, create_table, micros, now_mysql, now_postgres, now_sqlite,
-};
-use crate::store::sql::db_error::{is_transient, is_unique_violation};
-use crate::store::sql::dialect::Dialect;
+use crate::clock::micros;
+use crate::sql::{Backend, SqlTx, is_transient, is_unique_violation, tokens};
 use crate::token::{DEFAULT_TOMBSTONE, RedeemToken, Redemption, Token, TokenError, TokenStore, check_scope};
-
-/// The statements of one dialect.
-struct TokenStatements {
-    insert: &'static str,
-    mark_used: &'static str,
-    classify: &'static str,
-    purge: &'static str,
-}
-
-/// What `classify` answers for a row that is used (2: expired, 0: neither).
-const USED: i64 = 1;
-
-impl TokenStatements {
-    const fn of(dialect: Dialect) -> Self {
-        match dialect {
-            Dialect::Postgres => Self {
-                insert: concat!(
-                    "INSERT INTO fsm_tokens (scope, token, expires_at_micros, keep_until_micros) VALUES ($1, $2, ",
-                    now_postgres!(),
-                    " + $3, ",
-                    now_postgres!(),
-                    " + $4)"
-                ),
-                mark_used: concat!(
-                    "UPDATE fsm_tokens SET used_at_micros = ",
-                    now_postgres!(),
-                    " WHERE scope = $1 AND token = $2 AND used_at_micros IS NULL AND expires_at_micros > ",
-                    now_postgres!()
-                ),
-                classify: concat!(
-                    "SELECT CAST(CASE WHEN used_at_micros IS NOT NULL THEN 1 WHEN expires_at_micros <= ",
-                    now_postgres!(),
-                    " THEN 2 ELSE 0 END AS BIGINT) FROM fsm_tokens WHERE scope = $1 AND token = $2 FOR UPDATE"
-                ),
-                purge: concat!("DELETE FROM fsm_tokens WHERE keep_until_micros < ", now_postgres!()),
-            },
-            Dialect::MySql => Self {
-                insert: concat!(
-                    "INSERT INTO fsm_tokens (scope, token, expires_at_micros, keep_until_micros) VALUES (?, ?, ",
-                    now_mysql!(),
-                    " + ?, ",
-                    now_mysql!(),
-                    " + ?)"
-                ),
-                mark_used: concat!(
-                    "UPDATE fsm_tokens SET used_at_micros = ",
-                    now_mysql!(),
-                    " WHERE scope = ? AND token = ? AND used_at_micros IS NULL AND expires_at_micros > ",
-                    now_mysql!()
-                ),
-                classify: concat!(
-                    "SELECT CAST(CASE WHEN used_at_micros IS NOT NULL THEN 1 WHEN expires_at_micros <= ",
-                    now_mysql!(),
-                    " THEN 2 ELSE 0 END AS SIGNED) FROM fsm_tokens WHERE scope = ? AND token = ? FOR UPDATE"
-                ),
-                purge: concat!("DELETE FROM fsm_tokens WHERE keep_until_micros < ", now_mysql!()),
-            },
-            Dialect::Sqlite => Self {
-                insert: concat!(
-                    "INSERT INTO fsm_tokens (scope, token, expires_at_micros, keep_until_micros) VALUES (?, ?, ",
-                    now_sqlite!(),
-                    " + ?, ",
-                    now_sqlite!(),
-                    " + ?)"
-                ),
-                mark_used: concat!(
-                    "UPDATE fsm_tokens SET used_at_micros = ",
-                    now_sqlite!(),
-                    " WHERE scope = ? AND token = ? AND used_at_micros IS NULL AND expires_at_micros > ",
-                    now_sqlite!()
-                ),
-                // SQLite has one writer at a time: a plain read sees the latest commit.
-                classify: concat!(
-                    "SELECT CAST(CASE WHEN used_at_micros IS NOT NULL THEN 1 WHEN expires_at_micros <= ",
-                    now_sqlite!(),
-                    " THEN 2 ELSE 0 END AS INTEGER) FROM fsm_tokens WHERE scope = ? AND token = ?"
-                ),
-                purge: concat!("DELETE FROM fsm_tokens WHERE keep_until_micros < ", now_sqlite!()),
-            },
-        }
-    }
-}
 
 /// Single-use tokens in an SQL database (SQLite, PostgreSQL, MySQL/MariaDB), in the
 /// runtime-owned table `fsm_tokens`, which [`SqlTokens::new`] creates if missing. Expiry is
@@ -125,32 +40,33 @@ impl TokenStatements {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub struct SqlTokens<B: SqlTables> {
+pub struct SqlTokens<B: Backend> {
     pool: sqlx::Pool<B>,
     tombstone: Duration,
 }
 
-impl<B: SqlTables> Clone for SqlTokens<B> {
+impl<B: Backend> Clone for SqlTokens<B> {
     fn clone(&self) -> Self {
         Self { pool: self.pool.clone(), tombstone: self.tombstone }
     }
 }
 
-impl<B: SqlTables> std::fmt::Debug for SqlTokens<B> {
+impl<B: Backend> std::fmt::Debug for SqlTokens<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlTokens")
-            .field("backend", &backend_name(B::DIALECT))
+            .field("backend", &B::NAME)
             .field("tombstone", &self.tombstone)
             .finish_non_exhaustive()
     }
 }
 
-impl<B: SqlTables> SqlTokens<B> {
-    /// Tokens in the database behind `pool`; creates `fsm_tokens` if missing. Used and expired
+impl<B: Backend> SqlTokens<B> {
+    /// Tokens in the database behind `pool`; creates or upgrades the runtime's tables
+    /// (`fsm_tokens` among them). Used and expired
     /// tokens are remembered for [`DEFAULT_TOMBSTONE`](crate::token::DEFAULT_TOMBSTONE) after
     /// their expiry.
     pub async fn new(pool: sqlx::Pool<B>) -> Result<Self, TokenError> {
-        create_table::<B>(&pool, Table::Tokens).await.map_err(|e| backend_error::<B>("*", "create table", e))?;
+        crate::sql::migrate::migrate::<B>(&pool).await.map_err(|e| backend_error::<B>("*", "migrate", e))?;
         Ok(Self { pool, tombstone: DEFAULT_TOMBSTONE })
     }
 
@@ -158,10 +74,10 @@ impl<B: SqlTables> SqlTokens<B> {
     /// (a server that is down is a [`TokenError::Connect`], not a hang), and calls
     /// [`SqlTokens::new`].
     pub async fn connect(url: &str) -> Result<Self, TokenError> {
-        let pool = crate::store::sql::pool_options::<B>()
+        let pool = crate::sql::pool_options::<B>()
             .connect(url)
             .await
-            .map_err(|e| TokenError::Connect { backend: backend_name(B::DIALECT), source: Box::new(e) })?;
+            .map_err(|e| TokenError::Connect { backend: B::NAME, source: Box::new(e) })?;
         Self::new(pool).await
     }
 
@@ -184,16 +100,14 @@ impl<B: SqlTables> SqlTokens<B> {
         if !Token::is_well_formed(token) {
             return Ok(Redemption::Unknown);
         }
-        let statements = TokenStatements::of(B::DIALECT);
-        let args = [Arg::Text(scope), Arg::Text(token)];
         let error = |e| backend_error::<B>(scope, "redeem", e);
-        if B::run(conn, statements.mark_used, &args).await.map_err(error)? == 1 {
+        if tokens::mark_used::<B>(conn, scope, token).await.map_err(error)? == 1 {
             return Ok(Redemption::Redeemed);
         }
-        Ok(match B::fetch_i64(conn, statements.classify, &args).await.map_err(error)? {
+        Ok(match tokens::classify::<B>(conn, scope, token).await.map_err(error)? {
             None => Redemption::Unknown,
-            Some(USED) => Redemption::AlreadyUsed,
-            // 2 (expired), or 0 (only if the database's clock went back between the two
+            Some(tokens::USED) => Redemption::AlreadyUsed,
+            // Expired, or neither (only if the database's clock went back between the two
             // statements): a row the compare-and-set found expired.
             Some(_) => Redemption::Expired,
         })
@@ -201,9 +115,9 @@ impl<B: SqlTables> SqlTokens<B> {
 }
 
 /// Wraps a driver error of `operation` on the tokens of `scope`.
-fn backend_error<B: SqlTables>(scope: &str, operation: &'static str, error: sqlx::Error) -> TokenError {
+fn backend_error<B: Backend>(scope: &str, operation: &'static str, error: sqlx::Error) -> TokenError {
     TokenError::Backend {
-        backend: backend_name(B::DIALECT),
+        backend: B::NAME,
         scope: scope.to_owned(),
         operation,
         retryable: is_transient(&error),
@@ -211,15 +125,14 @@ fn backend_error<B: SqlTables>(scope: &str, operation: &'static str, error: sqlx
     }
 }
 
-impl<B: SqlTables> TokenStore for SqlTokens<B> {
+impl<B: Backend> TokenStore for SqlTokens<B> {
     async fn issue(&self, scope: &str, ttl: Duration) -> Result<Token, TokenError> {
         check_scope(scope)?;
         let keep = ttl.saturating_add(self.tombstone);
         let mut conn = self.pool.acquire().await.map_err(|e| backend_error::<B>(scope, "issue", e))?;
         loop {
             let token = Token::generate(scope)?;
-            let args = [Arg::Text(scope), Arg::Text(token.as_str()), Arg::Int(micros(ttl)), Arg::Int(micros(keep))];
-            match B::run(&mut conn, TokenStatements::of(B::DIALECT).insert, &args).await {
+            match tokens::insert::<B>(&mut conn, scope, token.as_str(), micros(ttl), micros(keep)).await {
                 Ok(_) => return Ok(token),
                 // 256 random bits equal to a stored token: never seen, but a new draw is cheap.
                 Err(error) if is_unique_violation(&error) => {}
@@ -235,26 +148,12 @@ impl<B: SqlTables> TokenStore for SqlTokens<B> {
 
     async fn purge(&self) -> Result<u64, TokenError> {
         let mut conn = self.pool.acquire().await.map_err(|e| backend_error::<B>("*", "purge", e))?;
-        B::run(&mut conn, TokenStatements::of(B::DIALECT).purge, &[])
-            .await
-            .map_err(|e| backend_error::<B>("*", "purge", e))
+        tokens::purge::<B>(&mut conn).await.map_err(|e| backend_error::<B>("*", "purge", e))
     }
 }
 
-/// Implements [`RedeemToken`] for the connection type of one backend.
-macro_rules! impl_redeem_token {
-    ($conn:ty, $db:ty) => {
-        impl RedeemToken for $conn {
-            async fn redeem_token(&mut self, scope: &str, token: &str) -> Result<Redemption, TokenError> {
-                SqlTokens::<$db>::redeem_in(self, scope, token).await
-            }
-        }
-    };
+impl<B: Backend> RedeemToken for SqlTx<B> {
+    async fn redeem_token(&mut self, scope: &str, token: &str) -> Result<Redemption, TokenError> {
+        SqlTokens::<B>::redeem_in(self, scope, token).await
+    }
 }
-
-#[cfg(feature = "sqlite")]
-impl_redeem_token!(sqlx::SqliteConnection, sqlx::Sqlite);
-#[cfg(feature = "postgres")]
-impl_redeem_token!(sqlx::PgConnection, sqlx::Postgres);
-#[cfg(feature = "mysql")]
-impl_redeem_token!(sqlx::MySqlConnection, sqlx::MySql);

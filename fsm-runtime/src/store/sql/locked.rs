@@ -1,19 +1,21 @@
 //! [`SqlLocked`]: one entity held by `SELECT … FOR UPDATE` (or `BEGIN IMMEDIATE` on SQLite).
 
+use crate::clock::now_micros;
 use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::machine::StateMachine;
 use crate::outcome::{Outcome, Snapshot};
+use crate::sql::entity::HistoryRow;
+use crate::sql::{Backend, SqlTx};
 use crate::store::keyed::already_applied;
 use crate::store::locked::LockedEntity;
-use crate::store::plan::{Decision, Plan, now_micros};
+use crate::store::plan::{Decision, Plan};
 use crate::store::sql::SqlStore;
-use crate::store::sql::backend::{Backend, HistoryRow};
 
 /// An entity locked in an open SQL transaction; see [`LockedEntity`].
 pub struct SqlLocked<M: StateMachine, B: Backend> {
     store: SqlStore<M, B>,
-    tx: sqlx::Transaction<'static, B>,
+    tx: SqlTx<B>,
     id: EntityId,
     snapshot: Snapshot<M>,
 }
@@ -25,18 +27,17 @@ impl<M: StateMachine, B: Backend> std::fmt::Debug for SqlLocked<M, B> {
 }
 
 impl<M: StateMachine, B: Backend> SqlLocked<M, B> {
-    pub(crate) fn new(
-        store: SqlStore<M, B>,
-        tx: sqlx::Transaction<'static, B>,
-        id: EntityId,
-        snapshot: Snapshot<M>,
-    ) -> Self {
+    pub(crate) fn new(store: SqlStore<M, B>, tx: SqlTx<B>, id: EntityId, snapshot: Snapshot<M>) -> Self {
         Self { store, tx, id, snapshot }
+    }
+
+    fn db(&self, error: sqlx::Error) -> Error {
+        self.store.db(error)
     }
 }
 
 impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
-    type Tx = B::Connection;
+    type Tx = SqlTx<B>;
 
     fn id(&self) -> &EntityId {
         &self.id
@@ -46,7 +47,7 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
         self.snapshot
     }
 
-    fn tx(&mut self) -> &mut B::Connection {
+    fn tx(&mut self) -> &mut SqlTx<B> {
         &mut self.tx
     }
 
@@ -57,39 +58,39 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
             Decision::AlreadyApplied { state, version } => return already_applied(&self.id, state, version),
             Decision::Apply { from } => from,
         };
-        let statements = &self.store.statements;
-        let table = &self.store.mapping.table;
-        let db = |e| super::db_error::database_error(M::MACHINE, table, e);
-        let matched =
-            B::cas(&mut self.tx, &statements.cas, &self.id, from.as_str(), to.as_str(), version).await.map_err(db)?;
+        let entity = &self.store.entity;
+        let matched = entity
+            .cas::<B>(&mut *self.tx, &self.id, from.as_str(), to.as_str(), version)
+            .await
+            .map_err(|e| self.store.db(e))?;
         if matched != 1 {
             // The row is locked by this transaction: it cannot have moved. A count other than 1
             // means the table does not behave as a table with this primary key.
             return Err(Error::Database {
                 machine: M::MACHINE,
-                table: table.to_string(),
+                table: self.store.mapping.table.to_string(),
                 retryable: false,
                 source: format!("locked compare-and-set of `{}` matched {matched} rows", self.id).into(),
             });
         }
-        let entity = self.id.to_string();
+        let id = self.id.to_string();
         let row = HistoryRow {
-            table,
+            table: &self.store.mapping.table,
             machine: M::MACHINE,
-            entity: &entity,
+            entity: &id,
             version: version + 1,
             from: from.as_str(),
             to: to.as_str(),
             event: None,
             at_micros: now_micros(),
         };
-        B::insert_history(&mut self.tx, &statements.insert_history, row).await.map_err(db)?;
+        entity.insert_history::<B>(&mut *self.tx, row).await.map_err(|e| self.store.db(e))?;
         self.snapshot = Snapshot { state: to, version: version + 1 };
         Ok(Outcome::Applied { from, to, version: version + 1 })
     }
 
-    async fn commit(self) -> Result<(), Error> {
-        let table = self.store.mapping.table.to_string();
-        self.tx.commit().await.map_err(|e| super::db_error::database_error(M::MACHINE, &table, e))
+    async fn commit(mut self) -> Result<(), Error> {
+        let committed = self.tx.finish_commit().await;
+        committed.map_err(|e| self.db(e))
     }
 }

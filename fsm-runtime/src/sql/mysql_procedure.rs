@@ -19,7 +19,7 @@
 use sha2::{Digest as _, Sha256};
 
 use crate::mapping::TableMapping;
-use crate::store::sql::dialect::Dialect;
+use crate::sql::backend::private::Driver;
 
 /// The query that reads the declared type of the mapping's id column (`bigint(20)`,
 /// `varchar(64)`, …), which the procedure's id parameter takes. The names are validated
@@ -45,7 +45,7 @@ pub(crate) fn is_plain_column_type(column_type: &str) -> bool {
 /// id, the legal sources as a JSON array of stored names, target, machine, entity id as text,
 /// event (nullable), at_micros, expected version (nullable), entity table.
 pub(crate) fn procedure(mapping: &TableMapping, id_type: &str) -> (String, String) {
-    let q = |identifier: &str| Dialect::MySql.quote(identifier);
+    let q = <sqlx::MySql as Driver>::quote;
     let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
     let body = format!(
         "(IN p_id {id_type}, IN p_sources TEXT, IN p_to VARCHAR(191), IN p_machine VARCHAR(191), \

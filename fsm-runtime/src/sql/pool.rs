@@ -24,7 +24,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// # async fn demo() -> Result<(), fsm_runtime::sqlx::Error> {
-/// let pool = fsm_runtime::pool_options::<fsm_runtime::sqlx::Sqlite>()
+/// let pool = fsm_runtime::sql::pool_options::<fsm_runtime::sqlx::Sqlite>()
 ///     .max_connections(4)
 ///     .connect("sqlite::memory:")
 ///     .await?;

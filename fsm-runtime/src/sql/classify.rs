@@ -1,6 +1,5 @@
-//! Turning a driver error into [`Error::Database`], with whether a retry is safe.
-
-use crate::error::Error;
+//! What a driver error means: transient (retry is safe), a deadlock, a unique violation.
+//! Plain predicates on `sqlx::Error`; the crate's own `Error` is built from them in `error.rs`.
 
 /// SQLSTATE codes (PostgreSQL, MySQL) and SQLite result codes of transient failures: the
 /// statement had no effect and the same request may simply be sent again.
@@ -25,7 +24,7 @@ const TRANSIENT_CODES: &[&str] = &[
 
 /// Whether a sqlx error is transient: the statement had no effect (or its transaction was
 /// rolled back) and the same operation may be sent again. This is the test behind
-/// [`Error::is_retryable`](crate::Error::is_retryable) for the store's own statements; use it
+/// `Error::is_retryable` for the store's own statements; use it
 /// for the caller's own SQL too (an effect's, or a service's reads).
 ///
 /// Every operation of this crate is idempotent (a compare-and-set, an insert guarded by the
@@ -33,8 +32,8 @@ const TRANSIENT_CODES: &[&str] = &[
 /// finds the work done and answers `AlreadyApplied` / `AlreadyExists`.
 ///
 /// ```
-/// assert!(fsm_runtime::is_transient(&fsm_runtime::sqlx::Error::PoolTimedOut));
-/// assert!(!fsm_runtime::is_transient(&fsm_runtime::sqlx::Error::RowNotFound));
+/// assert!(fsm_runtime::sql::is_transient(&fsm_runtime::sqlx::Error::PoolTimedOut));
+/// assert!(!fsm_runtime::sql::is_transient(&fsm_runtime::sqlx::Error::RowNotFound));
 /// ```
 pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
@@ -69,20 +68,6 @@ pub(crate) fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
 
-/// Whether the driver error is MySQL's "duplicate key name" (`1061`): a migration's
-/// `CREATE INDEX` found the index there (MySQL has no `CREATE INDEX IF NOT EXISTS`).
-#[cfg(feature = "mysql")]
-pub(crate) fn is_duplicate_index(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db)
-        if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|mysql| mysql.number() == 1061))
-}
-
-/// Without the MySQL adapter no other database reports a duplicate index this way.
-#[cfg(not(feature = "mysql"))]
-pub(crate) fn is_duplicate_index(_error: &sqlx::Error) -> bool {
-    false
-}
-
 /// Whether the driver error is a violation of a primary key or unique constraint.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -95,7 +80,16 @@ pub(crate) fn is_key_violation(error: &sqlx::Error) -> bool {
         if db.is_unique_violation() && db.constraint().is_none_or(|name| name.starts_with("fsm_idempotency_keys")))
 }
 
-/// Wraps a driver error of a statement on `table` of `machine`.
-pub(crate) fn database_error(machine: &'static str, table: &str, error: sqlx::Error) -> Error {
-    Error::Database { machine, table: table.to_owned(), retryable: is_transient(&error), source: Box::new(error) }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_and_io_failures_are_transient_a_missing_row_is_not() {
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::Io(std::io::Error::other("reset"))));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+        assert!(!is_deadlock(&sqlx::Error::RowNotFound));
+        assert!(!is_unique_violation(&sqlx::Error::PoolClosed));
+    }
 }

@@ -1,0 +1,107 @@
+//! The outbox and inbox on SQL: [`SqlOutbox`], a relay's source, and the [`Outbox`] and
+//! [`Inbox`] implementations of [`SqlTx`].
+
+use std::time::Duration;
+
+use crate::clock::now_micros;
+use crate::error::{BoxError, Error};
+use crate::inbox::Inbox;
+use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage, new_message_id};
+use crate::sql::{Backend, SqlTx, is_deadlock, outbox};
+
+/// The outbox of an SQL database, as a [`Relay`](crate::outbox::Relay)'s source. Messages are
+/// claimed in a short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL/MariaDB,
+/// `BEGIN IMMEDIATE` on SQLite) that sets their lease, and published outside it.
+#[derive(Debug)]
+pub struct SqlOutbox<B: Backend> {
+    pool: sqlx::Pool<B>,
+    topic: Option<String>,
+}
+
+impl<B: Backend> Clone for SqlOutbox<B> {
+    fn clone(&self) -> Self {
+        Self { pool: self.pool.clone(), topic: self.topic.clone() }
+    }
+}
+
+fn outbox_error(error: sqlx::Error) -> Error {
+    Error::database("outbox", "fsm_outbox", error)
+}
+
+impl<B: Backend> SqlOutbox<B> {
+    /// The outbox of the database behind `pool`; creates or upgrades the runtime's tables.
+    pub async fn new(pool: sqlx::Pool<B>) -> Result<Self, Error> {
+        crate::sql::migrate::migrate::<B>(&pool).await.map_err(|e| Error::database("outbox", "fsm_schema_migrations", e))?;
+        Ok(Self { pool, topic: None })
+    }
+
+    /// The same outbox, claiming only the messages of `topic` (a relay per broker or per
+    /// topic).
+    pub fn only_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &sqlx::Pool<B> {
+        &self.pool
+    }
+
+    /// One claiming transaction: the pending messages of the batch, leased until `until`.
+    async fn claim_once(&self, now: i64, until: i64, limit: i64) -> Result<Vec<PendingMessage>, sqlx::Error> {
+        let mut tx = SqlTx::idle(self.pool.acquire().await?);
+        B::before_claim(&mut tx).await?;
+        tx.start_write().await?;
+        let mut messages = outbox::pending::<B>(&mut tx, now, self.topic.as_deref(), limit).await?;
+        for message in &mut messages {
+            outbox::claim::<B>(&mut tx, until, message.sequence).await?;
+            message.attempts += 1;
+        }
+        tx.commit().await?;
+        Ok(messages)
+    }
+}
+
+/// How many times a claim that the database chose as a deadlock victim is tried again.
+const CLAIM_ATTEMPTS: usize = 5;
+
+impl<B: Backend> OutboxSource for SqlOutbox<B> {
+    async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let mut attempt = 1;
+        loop {
+            let now = now_micros();
+            let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+            match self.claim_once(now, until, limit).await {
+                Ok(messages) => return Ok(messages),
+                // Rolled back as a whole: nothing is claimed, so claiming again is safe.
+                Err(error) if is_deadlock(&error) && attempt < CLAIM_ATTEMPTS => attempt += 1,
+                Err(error) => return Err(outbox_error(error)),
+            }
+        }
+    }
+
+    async fn mark_published(&self, sequence: i64) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        outbox::mark_published::<B>(&mut conn, now_micros(), sequence).await.map_err(outbox_error)
+    }
+
+    async fn release(&self, sequence: i64) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        outbox::release::<B>(&mut conn, sequence).await.map_err(outbox_error)
+    }
+}
+
+impl<B: Backend> Outbox for SqlTx<B> {
+    async fn enqueue(&mut self, message: OutboxMessage) -> Result<String, BoxError> {
+        let id = new_message_id();
+        outbox::insert::<B>(self, &id, &message).await?;
+        Ok(id)
+    }
+}
+
+impl<B: Backend> Inbox for SqlTx<B> {
+    async fn record(&mut self, consumer: &str, message_id: &str) -> Result<bool, BoxError> {
+        Ok(outbox::record_inbox::<B>(self, consumer, message_id).await?)
+    }
+}

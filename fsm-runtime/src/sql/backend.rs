@@ -1,0 +1,141 @@
+//! [`Backend`]: a database the SQL layer runs on, sealed; its methods live on the private
+//! supertrait `Driver`, which each database's file implements with only what differs there.
+
+use std::future::Future;
+
+use sqlx::SqlStr;
+
+use crate::mapping::TableMapping;
+use crate::sql::transition::TransitionSql;
+use crate::sql::value::{Arg, Row};
+
+/// A database the SQL stores, tokens, leases, fences and outbox run on: `sqlx::Sqlite`,
+/// `sqlx::Postgres` and `sqlx::MySql`, as the cargo features `sqlite`, `postgres` and `mysql`
+/// enable them. Sealed: its methods are the crate's own.
+pub trait Backend: private::Driver {}
+
+impl<B: private::Driver> Backend for B {}
+
+pub(crate) mod private {
+    use super::*;
+
+    /// A versioned migration: its version and its script (statements end with `;` at the end
+    /// of a line).
+    pub type Migration = (i64, &'static str);
+
+    /// What a database's file implements: two primitives over one typed argument list, and the
+    /// real differences between the databases. Everything else is generic code over these.
+    pub trait Driver: sqlx::Database + Sized {
+        /// The scripts of the runtime's tables, by version, oldest first.
+        const MIGRATIONS: &'static [Migration];
+        /// The database clock in microseconds since the Unix epoch, as an SQL expression.
+        const NOW_MICROS: &'static str;
+        /// The suffix of a read that locks the rows it reads (empty where the database has no
+        /// row locks: SQLite's write transaction is the lock).
+        const FOR_UPDATE: &'static str;
+        /// The suffix of a claiming read that skips rows other claims locked.
+        const SKIP_LOCKED: &'static str;
+        /// The suffix of an `INSERT` that ignores a duplicate key (empty where the duplicate is
+        /// reported as an error, which the caller classifies).
+        const ON_CONFLICT_DO_NOTHING: &'static str;
+        /// The type `CAST` takes for a `BIGINT` result.
+        const CAST_INT: &'static str;
+        /// The statement that begins a write transaction, when it is not the plain `BEGIN`.
+        const BEGIN_WRITE: Option<&'static str> = None;
+        /// An index hint for the outbox's claim of one topic.
+        const OUTBOX_TOPIC_HINT: &'static str = "";
+
+        /// Quotes a validated identifier.
+        fn quote(identifier: &str) -> String;
+
+        /// The `n`th (1-based) parameter placeholder.
+        fn param(n: usize) -> String;
+
+        /// Runs `sql` with `args`: the rows affected (matched, on MySQL: sqlx connects with
+        /// `CLIENT_FOUND_ROWS`).
+        fn execute(
+            conn: &mut Self::Connection,
+            sql: SqlStr,
+            args: &[Arg<'_>],
+        ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+        /// Runs `sql` with `args`: every row of every result set.
+        fn fetch(
+            conn: &mut Self::Connection,
+            sql: SqlStr,
+            args: &[Arg<'_>],
+        ) -> impl Future<Output = Result<Vec<Row>, sqlx::Error>> + Send;
+
+        /// Runs `sql` unprepared, without parameters (DDL, which MySQL cannot prepare).
+        fn execute_script(conn: &mut Self::Connection, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+        /// The one-statement transition of `mapping` (built, and on MySQL created, once per
+        /// store).
+        fn transition_sql(
+            conn: &mut Self::Connection,
+            mapping: &TableMapping,
+        ) -> impl Future<Output = TransitionSql> + Send;
+
+        /// Runs after the one-statement transition failed on `conn` (SQLite ends the batch's
+        /// transaction, which the failing statement may have left open).
+        fn after_failed_transition(conn: &mut Self::Connection) -> impl Future<Output = ()> + Send {
+            let _ = conn;
+            async {}
+        }
+
+        /// A migration script made ready to run (MySQL names its binary collation in it).
+        fn prepare_script(
+            conn: &mut Self::Connection,
+            script: &'static str,
+        ) -> impl Future<Output = Result<String, sqlx::Error>> + Send {
+            let _ = conn;
+            async move { Ok(script.to_owned()) }
+        }
+
+        /// Whether a migration statement failed because another process created the same
+        /// object first (beyond a unique violation, which every database may report then).
+        fn is_duplicate_object(error: &sqlx::Error) -> bool {
+            let _ = error;
+            false
+        }
+
+        /// Runs before a claiming transaction begins (MySQL lowers its isolation level).
+        fn before_claim(conn: &mut Self::Connection) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
+            let _ = conn;
+            async { Ok(()) }
+        }
+
+        /// Takes the lease of `resource` for `owner` if it is free or expired: the new fence, or
+        /// `None` when another holder has it. The default is one upsert that returns the fence.
+        fn acquire_lease(
+            conn: &mut Self::Connection,
+            lease: LeaseRequest<'_>,
+        ) -> impl Future<Output = Result<Option<i64>, sqlx::Error>> + Send {
+            crate::sql::leases::acquire_returning::<Self>(conn, lease)
+        }
+
+        /// Raises the fence of `resource` to `token` unless a higher token was seen: `Ok(None)`
+        /// when accepted, else the highest token. The default is one upsert that returns a
+        /// row only when it accepted.
+        fn raise_fence(
+            conn: &mut Self::Connection,
+            resource: &str,
+            token: i64,
+        ) -> impl Future<Output = Result<Option<i64>, sqlx::Error>> + Send {
+            crate::sql::fences::raise_returning::<Self>(conn, resource, token)
+        }
+    }
+
+    /// The arguments of a lease acquisition.
+    #[derive(Debug, Clone, Copy)]
+    pub struct LeaseRequest<'a> {
+        /// The resource.
+        pub resource: &'a str,
+        /// The would-be holder.
+        pub owner: &'a str,
+        /// The time to live, in microseconds.
+        pub ttl_micros: i64,
+        /// A random value that tells this acquisition's write from another's.
+        pub nonce: &'a str,
+    }
+}

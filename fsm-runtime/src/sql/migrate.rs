@@ -1,0 +1,65 @@
+//! The one migration runner of every runtime table (history, idempotency keys, outbox, inbox,
+//! tokens, leases, fences): each script of [`Driver::MIGRATIONS`] whose version
+//! `fsm_schema_migrations` does not list runs once, in order, and is recorded.
+//!
+//! Every script may run twice (`CREATE … IF NOT EXISTS`, an index that exists is ignored, a
+//! collation converted again is unchanged): a database created before a version was recorded
+//! (the tokens, leases and fences tables of the first release were created without a record)
+//! runs it once more, and keeps its rows.
+
+use crate::clock::now_micros;
+use crate::sql::backend::private::Driver;
+use crate::sql::classify::is_unique_violation;
+use crate::sql::value::{Arg, fixed, owned};
+
+/// The table of applied versions.
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS fsm_schema_migrations \
+     (version BIGINT NOT NULL PRIMARY KEY, applied_at_micros BIGINT NOT NULL)";
+
+/// Runs the migrations of `B` that the database behind `pool` has not recorded.
+pub(crate) async fn migrate<B: Driver>(pool: &sqlx::Pool<B>) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    run_tolerating_races::<B>(&mut conn, CREATE_MIGRATIONS_TABLE).await?;
+    let applied = applied_versions::<B>(&mut conn).await?;
+    for &(version, script) in B::MIGRATIONS {
+        if applied.contains(&version) {
+            continue;
+        }
+        let script = B::prepare_script(&mut conn, script).await?;
+        for statement in script.split(";\n").map(str::trim).filter(|statement| !statement.is_empty()) {
+            run_tolerating_races::<B>(&mut conn, statement).await?;
+        }
+        record::<B>(&mut conn, version).await?;
+    }
+    Ok(())
+}
+
+/// The versions recorded in `fsm_schema_migrations`.
+pub(crate) async fn applied_versions<B: Driver>(conn: &mut B::Connection) -> Result<Vec<i64>, sqlx::Error> {
+    let rows = B::fetch(conn, fixed("SELECT version FROM fsm_schema_migrations ORDER BY version"), &[]).await?;
+    rows.iter().map(|row| row.int(0)).collect()
+}
+
+/// Records `version`; a version another process recorded first is no error.
+async fn record<B: Driver>(conn: &mut B::Connection, version: i64) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO fsm_schema_migrations (version, applied_at_micros) VALUES ({}, {}){}",
+        B::param(1),
+        B::param(2),
+        B::ON_CONFLICT_DO_NOTHING
+    );
+    match B::execute(conn, owned(sql), &[Arg::Int(version), Arg::Int(now_micros())]).await {
+        Err(error) if !is_unique_violation(&error) => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one migration statement. Two processes creating a table at once: PostgreSQL may report
+/// a duplicate type for the loser of `CREATE TABLE IF NOT EXISTS`, and MySQL a duplicate index;
+/// the table or index then exists.
+async fn run_tolerating_races<B: Driver>(conn: &mut B::Connection, statement: &str) -> Result<(), sqlx::Error> {
+    match B::execute_script(conn, statement).await {
+        Err(error) if !is_unique_violation(&error) && !B::is_duplicate_object(&error) => Err(error),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,119 @@
+//! PostgreSQL: what differs from the other databases.
+//!
+//! The transition is one statement, one round trip: a data-modifying CTE that locks the row if
+//! it is in a legal source of the target, updates it, and inserts the history row (and, keyed,
+//! the idempotency key) from what the update returned. When it matches nothing, the same
+//! statement returns the row's state and version, which say why: the no-op path is that one
+//! statement too. It is one statement, so it also runs inside the transaction of a request
+//! with effects. Parameters are `$n`; the legal sources are a `text[]`.
+
+use sqlx::{PgConnection, Postgres, SqlStr};
+
+use crate::mapping::TableMapping;
+use crate::sql::backend::private::{Driver, Migration};
+use crate::sql::transition::TransitionSql;
+use crate::sql::value::{Arg, Query, Row, bind};
+
+impl Driver for Postgres {
+    const MIGRATIONS: &'static [Migration] = &[
+        (1, include_str!("../../migrations/postgres/0001_history.sql")),
+        (2, include_str!("../../migrations/postgres/0002_idempotency_keys.sql")),
+        (3, include_str!("../../migrations/postgres/0003_outbox.sql")),
+        (4, include_str!("../../migrations/postgres/0004_outbox_topic_index.sql")),
+        (10, include_str!("../../migrations/postgres/0010_tokens.sql")),
+        (11, include_str!("../../migrations/postgres/0011_leases.sql")),
+        (12, include_str!("../../migrations/postgres/0012_fences.sql")),
+    ];
+    /// `clock_timestamp()`: the time of the statement, not of the transaction's start.
+    const NOW_MICROS: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const ON_CONFLICT_DO_NOTHING: &'static str = " ON CONFLICT DO NOTHING";
+    const CAST_INT: &'static str = "BIGINT";
+
+    fn quote(identifier: &str) -> String {
+        format!("\"{identifier}\"")
+    }
+
+    fn param(n: usize) -> String {
+        format!("${n}")
+    }
+
+    async fn execute(conn: &mut PgConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+        Ok(bind(sqlx::query(sql), args, texts_as_array)?.execute(conn).await?.rows_affected())
+    }
+
+    async fn fetch(conn: &mut PgConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<Vec<Row>, sqlx::Error> {
+        bind(sqlx::query(sql), args, texts_as_array)?.fetch_all(conn).await?.iter().map(Row::read).collect()
+    }
+
+    async fn execute_script(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop)
+    }
+
+    async fn transition_sql(_: &mut PgConnection, mapping: &TableMapping) -> TransitionSql {
+        TransitionSql {
+            plain: Some(transition(mapping, false).into()),
+            keyed: Some(transition(mapping, true).into()),
+            nests: true,
+            read_first: false,
+        }
+    }
+}
+
+/// Binds a list of texts as a `text[]`.
+fn texts_as_array<'q>(query: Query<'q, Postgres>, values: &[&'static str]) -> Result<Query<'q, Postgres>, sqlx::Error> {
+    Ok(query.bind(values))
+}
+
+/// The one-statement transition of `mapping`. `source` locks the row only if it is in a legal
+/// source (and at the expected version); `moved` updates that row; `recorded` inserts the
+/// history row from what `moved` returned (and, `keyed`, `stored` the idempotency key with the
+/// outcome). Under READ COMMITTED a concurrent transition makes `source` re-check the latest row
+/// version, so exactly one of N racers matches. The statement answers `(true, from, version)`
+/// when it applied, else `(false, state, version)` of the row as the statement's snapshot saw
+/// it (nothing when there is no row): the classifying read of a miss costs no second round trip.
+fn transition(mapping: &TableMapping, keyed: bool) -> String {
+    let q = <Postgres as Driver>::quote;
+    let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let stored = if keyed {
+        ", stored AS (\
+             INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
+             SELECT $10, $11, $12, json_build_object('from', moved.from_state, 'to', $3::text, \
+             'version', moved.version)::text, $7 FROM moved\
+         )"
+    } else {
+        ""
+    };
+    format!(
+        "WITH source AS (\
+             SELECT {state} AS from_state FROM {table} \
+             WHERE {id} = $1 AND {state} = ANY($2) AND ($8::bigint IS NULL OR {version} = $8) \
+             FOR UPDATE\
+         ), moved AS (\
+             UPDATE {table} SET {state} = $3, {version} = {table}.{version} + 1 FROM source \
+             WHERE {table}.{id} = $1 RETURNING {table}.{version} AS version, source.from_state\
+         ){stored}, recorded AS (\
+             INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+             SELECT $9, $4, $5, moved.version, moved.from_state, $3, $6, $7 FROM moved \
+             RETURNING from_state, version\
+         ) \
+         SELECT true AS applied, from_state::text AS state, version::bigint AS version FROM recorded \
+         UNION ALL \
+         SELECT false, {state}::text, {version}::bigint FROM {table} \
+         WHERE {id} = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_keyed_statement_stores_the_key() {
+        let orders = TableMapping::from_static("orders", "id", "state", "version");
+        assert!(!transition(&orders, false).contains("fsm_idempotency_keys"));
+        assert!(transition(&orders, true).contains("SELECT $10, $11, $12"));
+        assert!(transition(&orders, false).contains(r#""state" = ANY($2)"#));
+    }
+}

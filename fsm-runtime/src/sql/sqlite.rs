@@ -1,0 +1,102 @@
+//! SQLite: what differs from the other databases.
+//!
+//! sqlx runs each SQLite connection on a worker thread, and every call is a hop to that thread
+//! and back, so the cost is counted in calls. The transition is one batch, one call:
+//! `BEGIN IMMEDIATE` · `INSERT INTO fsm_history … SELECT … FROM t WHERE id = ? AND state IN
+//! (sources) RETURNING …` · `UPDATE t … WHERE id = ? AND state IN (sources)` · `SELECT state,
+//! version` · `COMMIT`. `BEGIN IMMEDIATE` takes the write lock first, so that the statements see
+//! one row; the history row is inserted from the row the update is about to change (SQLite's
+//! `RETURNING` gives new values only, and the history row needs the old state). A plain read
+//! comes first: a replay or a refused request ends there, since an empty write transaction
+//! costs SQLite more than a read. SQLite has no row locks: its write transaction is the lock,
+//! and one writer at a time makes a plain read see the latest commit.
+
+use sqlx::{Sqlite, SqliteConnection, SqlStr};
+
+use crate::mapping::TableMapping;
+use crate::sql::backend::private::{Driver, Migration};
+use crate::sql::transition::TransitionSql;
+use crate::sql::value::{Arg, Row, bind, texts_as_json};
+
+impl Driver for Sqlite {
+    const MIGRATIONS: &'static [Migration] = &[
+        (1, include_str!("../../migrations/sqlite/0001_history.sql")),
+        (2, include_str!("../../migrations/sqlite/0002_idempotency_keys.sql")),
+        (3, include_str!("../../migrations/sqlite/0003_outbox.sql")),
+        (4, include_str!("../../migrations/sqlite/0004_outbox_topic_index.sql")),
+        (10, include_str!("../../migrations/sqlite/0010_tokens.sql")),
+        (11, include_str!("../../migrations/sqlite/0011_leases.sql")),
+        (12, include_str!("../../migrations/sqlite/0012_fences.sql")),
+    ];
+    /// The process's clock with millisecond resolution, constant within one statement.
+    const NOW_MICROS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
+    const FOR_UPDATE: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
+    const ON_CONFLICT_DO_NOTHING: &'static str = " ON CONFLICT DO NOTHING";
+    const CAST_INT: &'static str = "INTEGER";
+    const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+
+    /// Backticks: SQLite takes a double-quoted name that matches no column for a string literal
+    /// (<https://sqlite.org/quirks.html#dblquote>), so a wrong column name would read as a
+    /// constant and pass the schema check; a name in backticks is always an identifier.
+    fn quote(identifier: &str) -> String {
+        format!("`{identifier}`")
+    }
+
+    fn param(_: usize) -> String {
+        "?".to_owned()
+    }
+
+    async fn execute(conn: &mut SqliteConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+        Ok(bind(sqlx::query(sql), args, texts_as_json)?.execute(conn).await?.rows_affected())
+    }
+
+    async fn fetch(conn: &mut SqliteConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<Vec<Row>, sqlx::Error> {
+        let rows = bind(sqlx::query(sql), args, texts_as_json)?.fetch_all(conn).await?;
+        rows.iter().map(Row::read).collect()
+    }
+
+    async fn execute_script(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop)
+    }
+
+    /// The batch stopped at its failing statement, maybe inside its transaction: ends it (an
+    /// error here only means that no transaction was open).
+    async fn after_failed_transition(conn: &mut SqliteConnection) {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(conn).await;
+    }
+
+    async fn transition_sql(_: &mut SqliteConnection, mapping: &TableMapping) -> TransitionSql {
+        TransitionSql { plain: Some(batch(mapping).into()), keyed: None, nests: false, read_first: true }
+    }
+}
+
+/// The transition batch of `mapping` (parameters as PostgreSQL's statement, the sources as a
+/// JSON array).
+fn batch(mapping: &TableMapping) -> String {
+    let q = <Sqlite as Driver>::quote;
+    let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let matches =
+        format!("{id} = ?1 AND {state} IN (SELECT value FROM json_each(?2)) AND (?8 IS NULL OR {version} = ?8)");
+    format!(
+        "BEGIN IMMEDIATE; \
+         INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
+         SELECT ?9, ?4, ?5, {version} + 1, {state}, ?3, ?6, ?7 FROM {table} WHERE {matches} \
+         RETURNING 1, from_state, version; \
+         UPDATE {table} SET {state} = ?3, {version} = {version} + 1 WHERE {matches}; \
+         SELECT 0, {state}, {version} FROM {table} WHERE {id} = ?1; \
+         COMMIT"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_takes_the_sources_as_a_json_array() {
+        let batch = batch(&TableMapping::from_static("orders", "id", "state", "version"));
+        assert!(batch.starts_with("BEGIN IMMEDIATE;") && batch.ends_with("COMMIT"));
+        assert!(batch.contains("`state` IN (SELECT value FROM json_each(?2))"));
+    }
+}

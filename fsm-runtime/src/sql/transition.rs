@@ -1,0 +1,106 @@
+//! The one-statement transition: the compare-and-set on the legal sources and the history row
+//! (on PostgreSQL also the idempotency key) in one round trip, as each database's file builds
+//! it ([`Driver::transition_sql`]), and the generic code that runs it and reads its answer.
+//!
+//! Every database's statement takes the same parameters in the same order: id, the legal
+//! sources ([`Arg::Texts`]), target, machine, entity id as text, event (nullable), at_micros,
+//! expected version (nullable), entity table; a keyed statement then key source, key seq,
+//! fingerprint. It answers rows `(applied, state, version)`: `(true, from, new version)` when
+//! it applied, else `(false, state, version)` of the row it found (none, or `NULL`s: no row).
+
+use std::sync::Arc;
+
+use crate::entity_id::EntityId;
+use crate::idempotency::{Fingerprint, IdempotencyKey};
+use crate::sql::backend::private::Driver;
+use crate::sql::entity::HistoryRow;
+use crate::sql::value::{Arg, shared};
+
+/// A database's one-statement transition of a table mapping, and how the store may use it.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionSql {
+    /// The statement of a request without an idempotency key (`None`: the database has none,
+    /// or the server refused to create it).
+    pub(crate) plain: Option<Arc<str>>,
+    /// The statement that also stores the request's idempotency key with the outcome.
+    pub(crate) keyed: Option<Arc<str>>,
+    /// Whether the statement may run inside a transaction the store opened for effects (it is
+    /// one statement); `false` for a batch or a procedure that commits itself.
+    pub(crate) nests: bool,
+    /// Whether a plain read should come first for a request without key or effects, the
+    /// statement running only for a row in a legal source (SQLite: a write transaction costs
+    /// more than a read, so a replay is cheaper as a read).
+    pub(crate) read_first: bool,
+}
+
+impl TransitionSql {
+    /// The statement for a request with or without a key, with or without effects; `None`:
+    /// the store reads, then runs a compare-and-set in a transaction of its own.
+    pub(crate) fn statement(&self, keyed: bool, with_effects: bool) -> Option<&Arc<str>> {
+        if with_effects && !self.nests {
+            return None;
+        }
+        if keyed { self.keyed.as_ref() } else { self.plain.as_ref() }
+    }
+}
+
+/// The arguments of the one-statement transition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OneStatement<'a> {
+    pub(crate) id: &'a EntityId,
+    pub(crate) sources: &'a [&'static str],
+    pub(crate) target: &'static str,
+    pub(crate) expected_version: Option<i64>,
+    pub(crate) history: HistoryRow<'a>,
+    /// The idempotency key and fingerprint to store with the outcome (a keyed statement).
+    pub(crate) key: Option<(&'a IdempotencyKey, &'a Fingerprint)>,
+}
+
+/// What the one-statement transition answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OneStatementRows {
+    /// `(from, version)` when it applied.
+    pub(crate) applied: Option<(String, i64)>,
+    /// When it did not apply: the row's `(state, version)` as the statement saw it (`None`: no
+    /// such row).
+    pub(crate) row: Option<(String, i64)>,
+}
+
+/// Runs the one-statement transition `sql` with `args` on `conn`.
+pub(crate) async fn run<B: Driver>(
+    conn: &mut B::Connection,
+    sql: &Arc<str>,
+    args: OneStatement<'_>,
+) -> Result<OneStatementRows, sqlx::Error> {
+    let mut bound = vec![
+        Arg::from(args.id),
+        Arg::Texts(args.sources),
+        Arg::Text(args.target),
+        Arg::Text(args.history.machine),
+        Arg::Text(args.history.entity),
+        Arg::OptText(args.history.event),
+        Arg::Int(args.history.at_micros),
+        Arg::OptInt(args.expected_version),
+        Arg::Text(args.history.table),
+    ];
+    if let Some((key, fingerprint)) = args.key {
+        bound.extend([Arg::Text(key.source()), Arg::Int(key.seq()), Arg::Text(fingerprint.as_str())]);
+    }
+    let mut answer = OneStatementRows::default();
+    let rows = match B::fetch(conn, shared(sql), &bound).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            B::after_failed_transition(conn).await;
+            return Err(error);
+        }
+    };
+    for row in rows {
+        let found = row.opt_text(1)?.zip(row.opt_int(2)?);
+        if row.int(0)? != 0 {
+            answer.applied = found;
+        } else {
+            answer.row = found;
+        }
+    }
+    Ok(answer)
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The library against the databases driven by their own tools, in one run, so that the ratios
-# hold on a noisy machine (see BENCHMARKS.md).
+# hold on a noisy machine (see docs/benchmarks.md).
 #
 #   bash bench/compare.sh
 #

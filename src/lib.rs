@@ -1,7 +1,7 @@
 //! Examples, integration tests and benchmarks of `fsm-runtime`.
 //!
-//! The machines shared by the examples live here, so that tests can check what the README
-//! shows against what the macro generates.
+//! The machines shared by the examples live here, so that tests can check what the README and
+//! the manual in `docs/` show against what the macro generates.
 #![forbid(unsafe_code)]
 
 pub mod order;
@@ -12,3 +12,18 @@ pub mod payments;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The Rust code blocks of `docs/idempotency-keys.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/idempotency-keys.md")]
+#[cfg(doctest)]
+pub struct IdempotencyKeysDoctests;
+
+/// The Rust code blocks of `docs/outbox-and-inbox.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/outbox-and-inbox.md")]
+#[cfg(doctest)]
+pub struct OutboxAndInboxDoctests;
+
+/// The Rust code blocks of `docs/tokens-and-leases.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/tokens-and-leases.md")]
+#[cfg(doctest)]
+pub struct TokensAndLeasesDoctests;

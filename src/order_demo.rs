@@ -5,10 +5,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use fsm_runtime::error::BoxError;
 use fsm_runtime::sqlx;
-use fsm_runtime::{
-    BoxError, CreateOutcome, Error, HistoryEntry, MySqlStore, Outcome, PostgresStore, Snapshot, SqliteStore, Store,
-};
+use fsm_runtime::store::CreateOutcome;
+use fsm_runtime::store::HistoryEntry;
+use fsm_runtime::store::Snapshot;
+use fsm_runtime::{Error, MySqlStore, Outcome, PostgresStore, SqliteStore, Store};
 
 use crate::order::{OrderEvent, OrderState, create_orders_table_sql};
 

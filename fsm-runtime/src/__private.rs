@@ -6,9 +6,9 @@
 
 pub use core;
 
-pub use crate::{__impl_state_codecs, __impl_state_serde};
 pub use crate::machine::{Edge, InvalidEvent, StateMachine, UnknownState};
 pub use crate::mapping::TableMapping;
+pub use crate::{__impl_state_codecs, __impl_state_serde};
 
 /// The error of a stored name that no state maps to; out of line, to keep the generated
 /// `from_stored` small.

@@ -159,7 +159,7 @@ impl Fingerprint {
     }
 }
 
-/// The result of a keyed operation ([`Store::run_once`](crate::Store::run_once)).
+/// The result of a keyed operation ([`Keys::run_once`](crate::Keys::run_once)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Once<T> {
     /// This call ran the operation; its result is stored under the key.

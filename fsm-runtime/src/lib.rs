@@ -38,7 +38,7 @@
 //! Around the compare-and-set: [`TransitionRequest::expect_version`] (optimistic locking),
 //! [`Store::transition_from`] (compare-and-set on an observed state), [`Store::lock`]
 //! (pessimistic locking), [`TransitionRequest::effect`] (work in the same transaction),
-//! [`TransitionRequest::idempotency_key`] and [`Store::run_once`] (idempotency keys), and
+//! [`TransitionRequest::idempotency_key`] and [`Keys::run_once`] (idempotency keys, shared by every machine of a database), and
 //! [`outbox`] / [`inbox`] (messages sent exactly once). Beside the machines: [`token`]
 //! (single-use tokens), [`lock`] (leases with fencing tokens) and [`fence`] (transitions that
 //! a holder whose lease was taken over cannot write).
@@ -56,6 +56,7 @@ pub mod error;
 pub mod fence;
 pub mod idempotency;
 pub mod inbox;
+pub mod keys;
 pub mod lock;
 pub mod machine;
 mod machine_error;
@@ -75,6 +76,7 @@ mod transition;
 pub use error::Error;
 pub use fsm_macros::StateMachine;
 pub use idempotency::{Fingerprint, IdempotencyKey, Once};
+pub use keys::Keys;
 pub use machine::StateMachine;
 pub use outcome::Outcome;
 #[cfg(feature = "redis")]

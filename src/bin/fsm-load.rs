@@ -34,9 +34,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use fsm_runtime::sqlx;
+use fsm_runtime::store::LockedEntity;
 use fsm_runtime::{
-    Fingerprint, IdempotencyKey, LockedEntity, MemoryStore, MySqlStore, Outcome, PostgresStore, SqliteStore,
-    StateMachine, Store, TransitionRequest,
+    Fingerprint, IdempotencyKey, MemoryStore, MySqlStore, Outcome, PostgresStore, SqliteStore, StateMachine, Store,
+    TransitionRequest,
 };
 use hdrhistogram::Histogram;
 use sqlx::Executor as _;

@@ -1,11 +1,11 @@
 //! The service's own tables, `accounts` and `payments`, and the statements on them, per
 //! database. Each statement takes a connection, so that it can run inside the transaction of a
-//! transition (an effect) or of a keyed operation ([`Store::run_once`](fsm_runtime::Store::run_once)).
+//! transition (an effect) or of a keyed operation ([`Keys::run_once`](fsm_runtime::Keys::run_once)).
 
 use std::future::Future;
 
-use fsm_runtime::outbox::Outbox;
-use fsm_runtime::{Backend, sqlx};
+use fsm_runtime::sql::Backend;
+use fsm_runtime::sqlx;
 
 /// A payment as stored in the `payments` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ const DOLLARS: LedgerSql = LedgerSql {
 
 /// A database the payment service runs on: SQLite, PostgreSQL or MySQL/MariaDB. Its
 /// connections are where an effect writes (the debit, the receipt in the outbox).
-pub trait Ledger: Backend<Connection: Outbox> {
+pub trait Ledger: Backend {
     /// Creates `accounts` and `payments` if they do not exist.
     fn create_tables(conn: &mut Self::Connection) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 

@@ -32,9 +32,12 @@ mod validate;
 use std::future::Future;
 use std::time::Duration;
 
+use fsm_runtime::error::BoxError;
+use fsm_runtime::outbox::SqlOutbox;
 use fsm_runtime::outbox::{PendingMessage, Publisher, Relay};
 use fsm_runtime::sqlx;
-use fsm_runtime::{BoxError, Error, SqlOutbox, SqlStore, Store as _};
+use fsm_runtime::store::SqlStore;
+use fsm_runtime::{Error, Keys as _, Store as _};
 use serde::Serialize;
 
 pub use args::{ServiceArgs, redacted};
@@ -99,7 +102,7 @@ impl<B: Ledger> PaymentService<B> {
     /// Forgets the idempotency keys (and their stored responses) stored more than `older_than`
     /// ago; how many. The service owns its database's key table: every key is the client's.
     pub async fn purge_keys(&self, older_than: Duration) -> Result<u64, Error> {
-        self.store.purge_keys(older_than).await
+        self.store.keys().purge(older_than).await
     }
 
     /// Reads a payment.

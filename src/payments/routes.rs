@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fsm_runtime::outbox::{Outbox as _, OutboxMessage};
-use fsm_runtime::{IdempotencyKey, Once, Outcome, StateMachine, Store, TransitionRequest, sqlx};
+use fsm_runtime::sql::SqlTx;
+use fsm_runtime::{IdempotencyKey, Keys as _, Once, Outcome, StateMachine, Store, TransitionRequest, sqlx};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -110,7 +111,7 @@ fn database(error: sqlx::Error) -> Problem {
     Problem::from_store(&fsm_runtime::Error::Database {
         machine: "Payment",
         table: "payments".to_owned(),
-        retryable: fsm_runtime::is_transient(&error),
+        retryable: fsm_runtime::sql::is_transient(&error),
         source: Box::new(error),
     })
 }
@@ -138,9 +139,10 @@ async fn open_account<B: Ledger>(
     let id = new_id("acc");
     let once = service
         .store()
-        .run_once(key.clone(), fingerprint, move |tx| {
+        .keys()
+        .run_once(key.clone(), fingerprint, move |tx: &mut SqlTx<B>| {
             Box::pin(async move {
-                B::insert_account(tx, &id, request.balance).await?;
+                B::insert_account(&mut **tx, &id, request.balance).await?;
                 let location = Some(format!("/accounts/{id}"));
                 Ok(StoredResponse::json(StatusCode::CREATED, location, &AccountView { id, balance: request.balance })?)
             })
@@ -176,14 +178,15 @@ async fn create_payment<B: Ledger>(
     // gets the same payment back, never a second one.
     let once = service
         .store()
-        .run_once(key.clone(), fingerprint, move |tx| {
+        .keys()
+        .run_once(key.clone(), fingerprint, move |tx: &mut SqlTx<B>| {
             Box::pin(async move {
                 let NewPayment { account_id, amount } = request;
-                if B::account_balance(tx, &account_id).await?.is_none() {
+                if B::account_balance(&mut **tx, &account_id).await?.is_none() {
                     return Err(UnknownAccount(account_id).into());
                 }
                 let state = PaymentState::initial();
-                B::insert_payment(tx, &id, state.as_str(), &account_id, amount).await?;
+                B::insert_payment(&mut **tx, &id, state.as_str(), &account_id, amount).await?;
                 let view = PaymentView { id: id.clone(), account_id, amount, state: state.as_str(), version: 0 };
                 Ok(StoredResponse::json(StatusCode::CREATED, Some(format!("/payments/{id}")), &view)?)
             })
@@ -266,9 +269,9 @@ async fn transition<B: Ledger>(
     let keyed = match event {
         // The debit is conditional: 0 rows means the balance is too low, and the effect's
         // error rolls the capture back.
-        PaymentEvent::Capture => keyed.effect(move |tx| {
+        PaymentEvent::Capture => keyed.effect(move |tx: &mut SqlTx<B>| {
             Box::pin(async move {
-                if B::debit(tx, &account_id, amount).await? == 0 {
+                if B::debit(&mut **tx, &account_id, amount).await? == 0 {
                     return Err(InsufficientFunds { account_id, amount }.into());
                 }
                 let receipt = json!({ "kind": "capture", "payment_id": payment_id, "account_id": account_id, "amount": amount });
@@ -276,9 +279,9 @@ async fn transition<B: Ledger>(
                 Ok(())
             })
         }),
-        PaymentEvent::Refund => keyed.effect(move |tx| {
+        PaymentEvent::Refund => keyed.effect(move |tx: &mut SqlTx<B>| {
             Box::pin(async move {
-                if B::credit(tx, &account_id, amount).await? != 1 {
+                if B::credit(&mut **tx, &account_id, amount).await? != 1 {
                     return Err(format!("account `{account_id}` of a captured payment is gone").into());
                 }
                 let receipt = json!({

@@ -31,7 +31,9 @@ fn outbox_error(error: sqlx::Error) -> Error {
 impl<B: Backend> SqlOutbox<B> {
     /// The outbox of the database behind `pool`; creates or upgrades the runtime's tables.
     pub async fn new(pool: sqlx::Pool<B>) -> Result<Self, Error> {
-        crate::sql::migrate::migrate::<B>(&pool).await.map_err(|e| Error::database("outbox", "fsm_schema_migrations", e))?;
+        crate::sql::migrate::migrate::<B>(&pool)
+            .await
+            .map_err(|e| Error::database("outbox", "fsm_schema_migrations", e))?;
         Ok(Self { pool, topic: None })
     }
 

@@ -12,7 +12,7 @@ use crate::sql::value::{Arg, Row};
 /// A database the SQL stores, tokens, leases, fences and outbox run on: `sqlx::Sqlite`,
 /// `sqlx::Postgres` and `sqlx::MySql`, as the cargo features `sqlite`, `postgres` and `mysql`
 /// enable them. Sealed: its methods are the crate's own.
-pub trait Backend: private::Driver {}
+pub trait Backend: sqlx::Database + private::Driver {}
 
 impl<B: private::Driver> Backend for B {}
 
@@ -67,7 +67,10 @@ pub(crate) mod private {
         ) -> impl Future<Output = Result<Vec<Row>, sqlx::Error>> + Send;
 
         /// Runs `sql` unprepared, without parameters (DDL, which MySQL cannot prepare).
-        fn execute_script(conn: &mut Self::Connection, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+        fn execute_script(
+            conn: &mut Self::Connection,
+            sql: &str,
+        ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
         /// The one-statement transition of `mapping` (built, and on MySQL created, once per
         /// store).

@@ -40,10 +40,19 @@ impl KeySql {
                 B::ON_CONFLICT_DO_NOTHING
             )
             .into(),
-            read: format!("SELECT fingerprint, outcome FROM fsm_idempotency_keys WHERE source = {} AND seq = {}", p(1), p(2))
-                .into(),
-            update: format!("UPDATE fsm_idempotency_keys SET outcome = {} WHERE source = {} AND seq = {}", p(1), p(2), p(3))
-                .into(),
+            read: format!(
+                "SELECT fingerprint, outcome FROM fsm_idempotency_keys WHERE source = {} AND seq = {}",
+                p(1),
+                p(2)
+            )
+            .into(),
+            update: format!(
+                "UPDATE fsm_idempotency_keys SET outcome = {} WHERE source = {} AND seq = {}",
+                p(1),
+                p(2),
+                p(3)
+            )
+            .into(),
             purge: format!("DELETE FROM fsm_idempotency_keys WHERE created_at_micros < {}", p(1)).into(),
             purge_of_source: format!(
                 "DELETE FROM fsm_idempotency_keys WHERE created_at_micros < {} AND source = {}",

@@ -17,7 +17,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 ///   [`PING_IF_IDLE_FOR`] or longer. sqlx's default pings every connection on every acquire,
 ///   although sqlx already pings it when it comes back to the pool: one more round trip per
 ///   operation, about a fifth of the throughput of a one-statement transition (see
-///   `BENCHMARKS.md`). A connection that fails its ping is dropped and another one is used; one
+///   `docs/benchmarks.md`). A connection that fails its ping is dropped and another one is used; one
 ///   that breaks within those seconds fails its next operation with a retryable
 ///   [`Error::Database`](crate::Error::Database), which every operation of this crate may
 ///   safely be retried on.

@@ -79,8 +79,8 @@ fn transition(mapping: &TableMapping, keyed: bool) -> String {
     let stored = if keyed {
         ", stored AS (\
              INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
-             SELECT $10, $11, $12, json_build_object('from', moved.from_state, 'to', $3::text, \
-             'version', moved.version)::text, $7 FROM moved\
+             SELECT $10, $11, $12, json_build_object('machine', $4::text, 'entity', $5::text, \
+             'from', moved.from_state, 'to', $3::text, 'version', moved.version)::text, $7 FROM moved\
          )"
     } else {
         ""

@@ -11,7 +11,7 @@
 //! costs SQLite more than a read. SQLite has no row locks: its write transaction is the lock,
 //! and one writer at a time makes a plain read see the latest commit.
 
-use sqlx::{Sqlite, SqliteConnection, SqlStr};
+use sqlx::{SqlStr, Sqlite, SqliteConnection};
 
 use crate::mapping::TableMapping;
 use crate::sql::backend::private::{Driver, Migration};

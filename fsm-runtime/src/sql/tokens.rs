@@ -32,7 +32,11 @@ pub(crate) async fn insert<B: Driver>(
 
 /// The compare-and-set of a redeem: marks the token used if it is unused and unexpired; rows
 /// matched (of N concurrent redeems exactly one matches).
-pub(crate) async fn mark_used<B: Driver>(conn: &mut B::Connection, scope: &str, token: &str) -> Result<u64, sqlx::Error> {
+pub(crate) async fn mark_used<B: Driver>(
+    conn: &mut B::Connection,
+    scope: &str,
+    token: &str,
+) -> Result<u64, sqlx::Error> {
     let now = B::NOW_MICROS;
     let sql = format!(
         "UPDATE fsm_tokens SET used_at_micros = {now} WHERE scope = {} AND token = {} \

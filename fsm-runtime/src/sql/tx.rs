@@ -10,7 +10,7 @@ use crate::transition::Transition;
 
 /// A pooled connection of backend `B` and the transaction open on it, owned by the crate:
 /// what an effect ([`TransitionRequest::effect`](crate::TransitionRequest::effect)), a keyed
-/// operation ([`run_once`](crate::Store::run_once)) and a locked entity
+/// operation ([`run_once`](crate::Keys::run_once)) and a locked entity
 /// ([`LockedEntity::tx`](crate::store::LockedEntity::tx)) receive. It dereferences to the
 /// connection, as sqlx's `Transaction` does, so the caller's own statements run in it
 /// (`query.execute(&mut **tx)` in an effect, which receives `&mut SqlTx`), and it implements the outbox, the inbox, token redemption and

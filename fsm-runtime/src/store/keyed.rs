@@ -4,22 +4,35 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::machine::StateMachine;
 use crate::outcome::Outcome;
 
-/// The stored outcome of an applied, keyed transition.
+/// The stored outcome of an applied, keyed transition. The keys' table is one for every machine
+/// of a database: the machine and the entity say which transition the key belongs to (absent
+/// in what the first release stored).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct StoredTransition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    machine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entity: Option<String>,
     from: String,
     to: String,
     version: i64,
 }
 
-/// The text stored under a key for an applied transition.
-pub(crate) fn encode_applied<M: StateMachine>(from: M, to: M, version: i64) -> String {
-    let stored = StoredTransition { from: from.as_str().to_owned(), to: to.as_str().to_owned(), version };
+/// The text stored under a key for an applied transition of entity `id`.
+pub(crate) fn encode_applied<M: StateMachine>(id: &EntityId, from: M, to: M, version: i64) -> String {
+    let stored = StoredTransition {
+        machine: Some(M::MACHINE.to_owned()),
+        entity: Some(id.to_string()),
+        from: from.as_str().to_owned(),
+        to: to.as_str().to_owned(),
+        version,
+    };
     serde_json::to_string(&stored).unwrap_or_default()
 }
 
@@ -27,18 +40,25 @@ fn corrupt(key: &IdempotencyKey, stored: &str, reason: impl std::fmt::Display) -
     Error::CorruptKey { key: key.to_string(), stored: stored.to_owned(), reason: reason.to_string() }
 }
 
-/// The answer to a keyed transition whose key is stored: the first application's outcome, or
-/// [`Error::IdempotencyKeyReused`] when the fingerprints differ.
+/// The answer to a keyed transition of entity `id` whose key is stored: the first
+/// application's outcome, or [`Error::IdempotencyKeyReused`] when the fingerprints differ or
+/// the key was stored by a transition of another machine or entity.
 pub(crate) fn replayed_transition<M: StateMachine>(
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
     stored_fingerprint: &str,
     stored: &str,
+    id: &EntityId,
 ) -> Result<Outcome<M>, Error> {
     if stored_fingerprint != fingerprint.as_str() {
         return Err(Error::IdempotencyKeyReused { key: key.to_string() });
     }
     let outcome: StoredTransition = serde_json::from_str(stored).map_err(|e| corrupt(key, stored, e))?;
+    let other_machine = outcome.machine.as_deref().is_some_and(|machine| machine != M::MACHINE);
+    let other_entity = outcome.entity.as_deref().is_some_and(|entity| entity != id.to_string());
+    if other_machine || other_entity {
+        return Err(Error::IdempotencyKeyReused { key: key.to_string() });
+    }
     let state = |name: &str| M::from_stored(name).map_err(|e| corrupt(key, stored, e));
     Ok(Outcome::Replayed { from: state(&outcome.from)?, to: state(&outcome.to)?, version: outcome.version })
 }
@@ -62,11 +82,7 @@ pub(crate) fn replayed_result<T: DeserializeOwned>(
 }
 
 /// An `AlreadyApplied` for a strict target is an error: another request got there first.
-pub(crate) fn already_applied<M: StateMachine>(
-    id: &crate::entity_id::EntityId,
-    state: M,
-    version: i64,
-) -> Result<Outcome<M>, Error> {
+pub(crate) fn already_applied<M: StateMachine>(id: &EntityId, state: M, version: i64) -> Result<Outcome<M>, Error> {
     if M::is_strict(state) {
         return Err(Error::ReachedByAnotherRequest { machine: M::MACHINE, id: id.clone(), state: state.as_str() });
     }

@@ -5,20 +5,18 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use crate::clock::now_micros;
 use crate::entity_id::EntityId;
 use crate::error::{BoxError, Error};
-use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
+use crate::keys::MemoryKeys;
+use crate::keys::memory::StoredKey;
 use crate::machine::StateMachine;
 use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage, new_message_id};
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
-use crate::store::keyed::{already_applied, encode_applied, encode_result, replayed_result, replayed_transition};
-use crate::clock::{micros_before_now, now_micros};
+use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
+use crate::store::{Effect, LockedEntity, Store, Target, TransitionRequest};
 use crate::transition::Transition;
-use crate::store::{Effect, LockedEntity, OpFuture, Store, Target, TransitionRequest};
 
 /// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
 /// value behaves as it would in a database.
@@ -43,6 +41,11 @@ pub struct MemoryTx {
 }
 
 impl MemoryTx {
+    /// The messages the effects enqueued, for the outbox once the transaction is applied.
+    pub(crate) fn take_outbox(&mut self) -> Vec<(String, OutboxMessage)> {
+        std::mem::take(&mut self.outbox)
+    }
+
     /// The transition being applied, for an effect (`None` in a keyed operation).
     pub fn transition(&self) -> Option<&Transition> {
         self.transition.as_ref()
@@ -63,14 +66,6 @@ struct OutboxRow {
     message: PendingMessage,
     claimed_until: i64,
     published: bool,
-}
-
-/// A stored idempotency key.
-#[derive(Debug, Clone)]
-struct StoredKey {
-    fingerprint: String,
-    outcome: String,
-    at_micros: i64,
 }
 
 /// An in-memory [`Store`] with the same semantics as the SQL adapters.
@@ -102,9 +97,8 @@ struct StoredKey {
 /// ```
 pub struct MemoryStore<M> {
     rows: Mutex<HashMap<EntityId, Slot>>,
-    /// Held for the whole of a keyed operation, so that requests with a key run one at a time.
-    keys: tokio::sync::Mutex<HashMap<IdempotencyKey, StoredKey>>,
-    outbox: MemoryOutbox,
+    /// The keys and the outbox: the "database" this store may share with other machines'.
+    keys: MemoryKeys,
     table: String,
     machine: PhantomData<fn() -> M>,
 }
@@ -124,13 +118,14 @@ impl<M> std::fmt::Debug for MemoryStore<M> {
 impl<M: StateMachine> MemoryStore<M> {
     /// An empty store; errors name the table of the machine's mapping.
     pub fn new() -> Self {
-        Self {
-            rows: Mutex::new(HashMap::new()),
-            keys: tokio::sync::Mutex::new(HashMap::new()),
-            outbox: MemoryOutbox::default(),
-            table: M::MAPPING.table.to_string(),
-            machine: PhantomData,
-        }
+        Self::with_keys(MemoryKeys::new())
+    }
+
+    /// An empty store whose idempotency keys and outbox are `keys`: stores of several machines
+    /// built on one [`MemoryKeys`] share them, as the machines of one SQL database share its
+    /// tables (a key used by one machine is taken for all).
+    pub fn with_keys(keys: MemoryKeys) -> Self {
+        Self { rows: Mutex::new(HashMap::new()), keys, table: M::MAPPING.table.to_string(), machine: PhantomData }
     }
 
     /// Stores a row as given, without any check: for tests of corrupted data and for imports.
@@ -149,17 +144,7 @@ impl<M: StateMachine> MemoryStore<M> {
     /// The store's outbox, for a [`Relay`](crate::outbox::Relay): messages enqueued by effects
     /// of applied transitions.
     pub fn outbox(&self) -> MemoryOutbox {
-        self.outbox.clone()
-    }
-
-    fn append_outbox(&self, messages: Vec<(String, OutboxMessage)>) {
-        let mut outbox = self.outbox.lock();
-        for (message_id, message) in messages {
-            let sequence = i64::try_from(outbox.len()).unwrap_or(i64::MAX) + 1;
-            let OutboxMessage { topic, key, payload } = message;
-            let message = PendingMessage { sequence, message_id, topic, key, payload, attempts: 0 };
-            outbox.push(OutboxRow { message, claimed_until: 0, published: false });
-        }
+        self.keys.outbox()
     }
 
     fn slot(&self, id: &EntityId) -> Option<Slot> {
@@ -218,7 +203,7 @@ impl<M: StateMachine> MemoryStore<M> {
                 source,
             })?;
         }
-        self.append_outbox(tx.outbox);
+        self.keys.outbox().append(tx.take_outbox());
         row.state = plan.target.as_str().to_owned();
         row.version = version;
         row.history.push((
@@ -235,6 +220,7 @@ impl<M: StateMachine> MemoryStore<M> {
 impl<M: StateMachine> Store<M> for MemoryStore<M> {
     type Tx = MemoryTx;
     type Lock = MemoryLocked<M>;
+    type Keys = MemoryKeys;
 
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
         let id = id.into();
@@ -311,13 +297,13 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         };
         let mut keys = self.keys.lock().await;
         if let Some(stored) = keys.get(&key) {
-            return replayed_transition(&key, &fingerprint, &stored.fingerprint, &stored.outcome);
+            return replayed_transition(&key, &fingerprint, &stored.fingerprint, &stored.outcome, &id);
         }
-        let outcome = self.apply_unkeyed(id, target, expected_version, effects).await?;
+        let outcome = self.apply_unkeyed(id.clone(), target, expected_version, effects).await?;
         if let Outcome::Applied { from, to, version } = outcome {
             let stored = StoredKey {
                 fingerprint: fingerprint.as_str().to_owned(),
-                outcome: encode_applied(from, to, version),
+                outcome: encode_applied(&id, from, to, version),
                 at_micros: now_micros(),
             };
             keys.insert(key, stored);
@@ -325,29 +311,8 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         Ok(outcome)
     }
 
-    async fn run_once<T, F>(&self, key: IdempotencyKey, fingerprint: Fingerprint, op: F) -> Result<Once<T>, Error>
-    where
-        T: Serialize + DeserializeOwned + Send,
-        F: for<'t> FnOnce(&'t mut MemoryTx) -> OpFuture<'t, T> + Send,
-    {
-        let mut keys = self.keys.lock().await;
-        if let Some(stored) = keys.get(&key) {
-            return replayed_result(&key, &fingerprint, &stored.fingerprint, &stored.outcome);
-        }
-        let mut tx = MemoryTx::default();
-        let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
-        self.append_outbox(tx.outbox);
-        let outcome = encode_result(&key, &result)?;
-        keys.insert(key, StoredKey { fingerprint: fingerprint.as_str().to_owned(), outcome, at_micros: now_micros() });
-        Ok(Once::Ran(result))
-    }
-
-    async fn purge_keys_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
-        let cutoff = micros_before_now(older_than);
-        let mut keys = self.keys.lock().await;
-        let before = keys.len();
-        keys.retain(|key, stored| stored.at_micros >= cutoff || source.is_some_and(|source| source != key.source()));
-        Ok(u64::try_from(before - keys.len()).unwrap_or(u64::MAX))
+    fn keys(&self) -> MemoryKeys {
+        self.keys.clone()
     }
 
     async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<MemoryLocked<M>, Error> {
@@ -367,6 +332,17 @@ pub struct MemoryOutbox {
 }
 
 impl MemoryOutbox {
+    /// Appends messages enqueued by an applied transaction, in order.
+    pub(crate) fn append(&self, messages: Vec<(String, OutboxMessage)>) {
+        let mut outbox = self.lock();
+        for (message_id, message) in messages {
+            let sequence = i64::try_from(outbox.len()).unwrap_or(i64::MAX) + 1;
+            let OutboxMessage { topic, key, payload } = message;
+            let message = PendingMessage { sequence, message_id, topic, key, payload, attempts: 0 };
+            outbox.push(OutboxRow { message, claimed_until: 0, published: false });
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<OutboxRow>> {
         self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }

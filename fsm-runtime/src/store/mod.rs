@@ -1,6 +1,6 @@
 //! The storage contract every adapter implements, and the adapters.
 
-mod keyed;
+pub(crate) mod keyed;
 mod locked;
 mod memory;
 pub(crate) mod plan;
@@ -9,10 +9,6 @@ mod request;
 mod sql;
 
 use std::future::Future;
-use std::time::Duration;
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 pub use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Snapshot};
 pub use crate::transition::Transition;
@@ -36,7 +32,7 @@ pub type MySqlStore<M> = SqlStore<M, sqlx::MySql>;
 
 pub use crate::entity_id::EntityId;
 use crate::error::Error;
-use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
+use crate::keys::Keys;
 use crate::machine::StateMachine;
 use crate::outcome::Outcome;
 
@@ -58,6 +54,9 @@ pub trait Store<M: StateMachine>: Send + Sync {
 
     /// An entity held locked by [`Store::lock`].
     type Lock: LockedEntity<M>;
+
+    /// The idempotency keys of the store's database (see [`Store::keys`]).
+    type Keys: Keys<Tx = Self::Tx>;
 
     /// Inserts the entity in the initial state at version 0, or reports that it exists.
     fn create(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<CreateOutcome<M>, Error>> + Send {
@@ -125,33 +124,7 @@ pub trait Store<M: StateMachine>: Send + Sync {
     /// writers of the entity wait until the lock is committed or dropped.
     fn lock(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<Self::Lock, Error>> + Send;
 
-    /// Runs `op` at most once for `key`: the key, the fingerprint and `op`'s result are stored in
-    /// the same transaction as `op`'s own statements (for work that is not a transition, such
-    /// as a top-up). The same key and fingerprint again: [`Once::Replayed`] with the stored
-    /// result, nothing run; another fingerprint: [`Error::IdempotencyKeyReused`]. A concurrent
-    /// request with the same key waits for the first and gets its result; a failed `op` stores
-    /// nothing, so the key can be retried.
-    fn run_once<T, F>(
-        &self,
-        key: IdempotencyKey,
-        fingerprint: Fingerprint,
-        op: F,
-    ) -> impl Future<Output = Result<Once<T>, Error>> + Send
-    where
-        T: Serialize + DeserializeOwned + Send,
-        F: for<'t> FnOnce(&'t mut Self::Tx) -> OpFuture<'t, T> + Send;
-
-    /// Forgets the idempotency keys stored more than `older_than` ago; a purged key is new
-    /// again. Returns how many were purged.
-    fn purge_keys(&self, older_than: Duration) -> impl Future<Output = Result<u64, Error>> + Send {
-        self.purge_keys_of(None, older_than)
-    }
-
-    /// Like [`Store::purge_keys`], for the keys of one `source` only (when it is `Some`), for
-    /// sources with retentions of their own.
-    fn purge_keys_of(
-        &self,
-        source: Option<&str>,
-        older_than: Duration,
-    ) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// The idempotency keys of the store's database, shared by all its machines: keyed
+    /// operations that are not transitions ([`Keys::run_once`]) and the purges.
+    fn keys(&self) -> Self::Keys;
 }

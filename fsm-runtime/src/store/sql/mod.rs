@@ -6,17 +6,14 @@
 mod locked;
 
 use std::marker::PhantomData;
-use std::time::Duration;
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 pub use locked::SqlLocked;
 
-use crate::clock::{micros_before_now, now_micros};
+use crate::clock::now_micros;
 use crate::entity_id::EntityId;
 use crate::error::{BoxError, Error};
-use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
+use crate::idempotency::{Fingerprint, IdempotencyKey};
+use crate::keys::SqlKeys;
 use crate::machine::StateMachine;
 use crate::mapping::TableMapping;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
@@ -24,9 +21,9 @@ use crate::sql::entity::{EntitySql, HistoryRow};
 use crate::sql::keys::KeySql;
 use crate::sql::transition::{self, OneStatement, OneStatementRows, TransitionSql};
 use crate::sql::{Backend, SqlTx, is_deadlock, is_key_violation, is_unique_violation, pool_options};
-use crate::store::keyed::{already_applied, encode_applied, encode_result, replayed_result, replayed_transition};
+use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
-use crate::store::request::{Effect, OpFuture};
+use crate::store::request::Effect;
 use crate::store::{Store, TransitionRequest};
 use crate::transition::Transition;
 
@@ -136,10 +133,6 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Error::database(M::MACHINE, &self.mapping.table, error)
     }
 
-    fn keys_error(error: sqlx::Error) -> Error {
-        Error::database(M::MACHINE, "fsm_idempotency_keys", error)
-    }
-
     async fn tx(&self) -> Result<SqlTx<B>, Error> {
         Ok(SqlTx::idle(self.pool.acquire().await.map_err(|e| self.db(e))?))
     }
@@ -209,7 +202,9 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 };
                 match Plan::for_event_in_state(id, event, now.state, now.version, expected_version)? {
                     AfterRead::Ready(plan) => (plan, Some(now)),
-                    AfterRead::AlreadyApplied(Snapshot { state, version }) => return already_applied(id, state, version),
+                    AfterRead::AlreadyApplied(Snapshot { state, version }) => {
+                        return already_applied(id, state, version);
+                    }
                 }
             }
         };
@@ -316,7 +311,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         };
         let (row, stored) = self.entity.read_with_key::<B>(&mut **tx, id, key).await.map_err(|e| self.db(e))?;
         if let Some((stored_fingerprint, outcome)) = stored {
-            return Ok(Classified::Replayed(replayed_transition(key, fingerprint, &stored_fingerprint, &outcome)));
+            return Ok(Classified::Replayed(replayed_transition(key, fingerprint, &stored_fingerprint, &outcome, id)));
         }
         Ok(Classified::Row(self.snapshot_of(id, row)?))
     }
@@ -350,7 +345,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             let version = now.version + 1;
             tx.start().await.map_err(|e| self.db(e))?;
             if let Some((key, fingerprint)) = key
-                && !self.claim_key(tx, key, fingerprint, &encode_applied(from, plan.target, version)).await?
+                && !self.claim_key(tx, key, fingerprint, &encode_applied(&plan.id, from, plan.target, version)).await?
             {
                 // Stored by a concurrent request with the same key: read it again.
                 tx.finish_rollback().await.map_err(|e| self.db(e))?;
@@ -412,6 +407,7 @@ fn effect_error<M: StateMachine>(id: &EntityId, from: M, to: M, source: BoxError
 impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     type Tx = SqlTx<B>;
     type Lock = SqlLocked<M, B>;
+    type Keys = SqlKeys<B>;
 
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
         let id = id.into();
@@ -478,52 +474,8 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         outcome
     }
 
-    async fn run_once<T, F>(&self, key: IdempotencyKey, fingerprint: Fingerprint, op: F) -> Result<Once<T>, Error>
-    where
-        T: Serialize + DeserializeOwned + Send,
-        F: for<'t> FnOnce(&'t mut SqlTx<B>) -> OpFuture<'t, T> + Send,
-    {
-        let mut op = Some(op);
-        let mut tx = self.tx().await?;
-        for _ in 0..MAX_ATTEMPTS {
-            tx.start().await.map_err(Self::keys_error)?;
-            // Claims the key; a concurrent claim of the same key waits here for the first to
-            // commit (and then finds it stored) or to roll back (and then claims it).
-            let inserted = match self.keys.insert::<B>(&mut *tx, &key, &fingerprint, "", now_micros()).await {
-                Ok(inserted) => inserted,
-                // The first claim rolled back and the requests that waited for it deadlocked
-                // (MySQL/MariaDB): nothing ran in this transaction, so claim again.
-                Err(error) if is_deadlock(&error) => 0,
-                Err(error) => return Err(Self::keys_error(error)),
-            };
-            if inserted == 0 {
-                tx.finish_rollback().await.map_err(Self::keys_error)?;
-                match self.keys.read::<B>(&mut *tx, &key).await.map_err(Self::keys_error)? {
-                    Some((stored_fingerprint, outcome)) => {
-                        return replayed_result(&key, &fingerprint, &stored_fingerprint, &outcome);
-                    }
-                    // The first claim was rolled back meanwhile: claim it again.
-                    None => continue,
-                }
-            }
-            let Some(op) = op.take() else { break };
-            let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
-            let outcome = encode_result(&key, &result)?;
-            self.keys.update::<B>(&mut *tx, &key, &outcome).await.map_err(Self::keys_error)?;
-            tx.finish_commit().await.map_err(Self::keys_error)?;
-            return Ok(Once::Ran(result));
-        }
-        Err(Error::Database {
-            machine: M::MACHINE,
-            table: "fsm_idempotency_keys".to_owned(),
-            retryable: true,
-            source: format!("idempotency key `{key}` kept being claimed and released").into(),
-        })
-    }
-
-    async fn purge_keys_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
-        let mut tx = self.tx().await?;
-        self.keys.purge::<B>(&mut *tx, micros_before_now(older_than), source).await.map_err(Self::keys_error)
+    fn keys(&self) -> SqlKeys<B> {
+        SqlKeys::with_sql(self.pool.clone(), self.keys.clone())
     }
 
     async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<SqlLocked<M, B>, Error> {

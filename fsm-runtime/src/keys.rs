@@ -30,8 +30,10 @@
 pub(crate) mod memory;
 #[cfg(feature = "_sql")]
 mod sql;
+pub(crate) mod stored;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -41,9 +43,11 @@ pub use memory::MemoryKeys;
 #[cfg(feature = "_sql")]
 pub use sql::SqlKeys;
 
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
-use crate::store::OpFuture;
+
+/// The future a keyed operation returns ([`Keys::run_once`]).
+pub type OpFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 't>>;
 
 /// The idempotency keys of one database, shared by all its machines.
 pub trait Keys: Send + Sync {

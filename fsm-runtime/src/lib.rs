@@ -61,6 +61,8 @@ pub mod lock;
 pub mod machine;
 mod machine_error;
 pub mod mapping;
+mod memory_tx;
+mod message;
 pub mod outbox;
 mod outcome;
 mod random;
@@ -94,3 +96,5 @@ pub use store::{Store, TransitionRequest};
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(test)]
+mod module_graph;

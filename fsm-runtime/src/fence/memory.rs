@@ -7,8 +7,8 @@ use crate::entity_id::EntityId;
 use crate::error::BoxError;
 use crate::fence::{StaleFencingToken, entity_resource};
 use crate::lock::FencingToken;
+use crate::memory_tx::MemoryTx;
 use crate::store::EffectFuture;
-use crate::store::MemoryTx;
 
 /// The highest fencing token each resource accepted, in memory, for transitions of a
 /// [`MemoryStore`](crate::MemoryStore). Clones share the fences.

@@ -11,8 +11,10 @@ use crate::clock::{micros_before_now, now_micros};
 use crate::error::Error;
 use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::keys::Keys;
-use crate::store::keyed::{encode_result, replayed_result};
-use crate::store::{MemoryOutbox, MemoryTx, OpFuture};
+use crate::keys::OpFuture;
+use crate::keys::stored::{encode_result, replayed_result};
+use crate::memory_tx::MemoryTx;
+use crate::outbox::MemoryOutbox;
 
 /// A key as stored: the request's fingerprint, the outcome, when.
 #[derive(Debug, Clone)]

@@ -9,10 +9,10 @@ use crate::clock::{micros_before_now, now_micros};
 use crate::error::Error;
 use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
 use crate::keys::Keys;
+use crate::keys::OpFuture;
+use crate::keys::stored::{encode_result, replayed_result};
 use crate::sql::keys::KeySql;
 use crate::sql::{Backend, SqlTx, is_deadlock};
-use crate::store::OpFuture;
-use crate::store::keyed::{encode_result, replayed_result};
 
 /// How often a key is claimed again after its first claim rolled back.
 const MAX_ATTEMPTS: usize = 1_000;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::clock::now_micros;
 use crate::error::{BoxError, Error};
 use crate::inbox::Inbox;
-use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage, new_message_id};
+use crate::message::new_message_id;
+use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage};
 use crate::sql::{Backend, SqlTx, is_deadlock, outbox};
 
 /// The outbox of an SQL database, as a [`Relay`](crate::outbox::Relay)'s source. Messages are

@@ -1,7 +1,7 @@
 //! The statements of the outbox (`fsm_outbox`) and the inbox (`fsm_inbox`).
 
 use crate::clock::now_micros;
-use crate::outbox::{OutboxMessage, PendingMessage};
+use crate::message::{OutboxMessage, PendingMessage};
 use crate::sql::backend::private::Driver;
 use crate::sql::classify::is_unique_violation;
 use crate::sql::value::{Arg, Row, owned};

@@ -1,12 +1,10 @@
 //! What every store does the same way for idempotency keys and strict targets: the stored form
 //! of an outcome, and the answer to a key found stored.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::entity_id::EntityId;
 use crate::error::Error;
-use crate::idempotency::{Fingerprint, IdempotencyKey, Once};
+use crate::idempotency::{Fingerprint, IdempotencyKey};
+use crate::keys::stored::corrupt;
 use crate::machine::StateMachine;
 use crate::outcome::Outcome;
 
@@ -36,10 +34,6 @@ pub(crate) fn encode_applied<M: StateMachine>(id: &EntityId, from: M, to: M, ver
     serde_json::to_string(&stored).unwrap_or_default()
 }
 
-fn corrupt(key: &IdempotencyKey, stored: &str, reason: impl std::fmt::Display) -> Error {
-    Error::CorruptKey { key: key.to_string(), stored: stored.to_owned(), reason: reason.to_string() }
-}
-
 /// The answer to a keyed transition of entity `id` whose key is stored: the first
 /// application's outcome, or [`Error::IdempotencyKeyReused`] when the fingerprints differ or
 /// the key was stored by a transition of another machine or entity.
@@ -61,24 +55,6 @@ pub(crate) fn replayed_transition<M: StateMachine>(
     }
     let state = |name: &str| M::from_stored(name).map_err(|e| corrupt(key, stored, e));
     Ok(Outcome::Replayed { from: state(&outcome.from)?, to: state(&outcome.to)?, version: outcome.version })
-}
-
-/// The text stored under a key for an operation's result.
-pub(crate) fn encode_result<T: Serialize>(key: &IdempotencyKey, result: &T) -> Result<String, Error> {
-    serde_json::to_string(result).map_err(|e| corrupt(key, "(not stored)", e))
-}
-
-/// The answer to a keyed operation whose key is stored.
-pub(crate) fn replayed_result<T: DeserializeOwned>(
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-    stored_fingerprint: &str,
-    stored: &str,
-) -> Result<Once<T>, Error> {
-    if stored_fingerprint != fingerprint.as_str() {
-        return Err(Error::IdempotencyKeyReused { key: key.to_string() });
-    }
-    serde_json::from_str(stored).map(Once::Replayed).map_err(|e| corrupt(key, stored, e))
 }
 
 /// An `AlreadyApplied` for a strict target is an error: another request got there first.

@@ -3,15 +3,15 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use crate::clock::now_micros;
 use crate::entity_id::EntityId;
-use crate::error::{BoxError, Error};
+use crate::error::Error;
 use crate::keys::MemoryKeys;
 use crate::keys::memory::StoredKey;
 use crate::machine::StateMachine;
-use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage, new_message_id};
+use crate::memory_tx::MemoryTx;
+use crate::outbox::MemoryOutbox;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
@@ -31,42 +31,6 @@ struct Row {
 type HistoryRecord = (i64, String, String, Option<&'static str>, i64);
 
 type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
-
-/// What an effect or a keyed operation receives from a [`MemoryStore`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MemoryTx {
-    transition: Option<Transition>,
-    /// Messages enqueued by the effects, written to the store's outbox with the transition.
-    outbox: Vec<(String, OutboxMessage)>,
-}
-
-impl MemoryTx {
-    /// The messages the effects enqueued, for the outbox once the transaction is applied.
-    pub(crate) fn take_outbox(&mut self) -> Vec<(String, OutboxMessage)> {
-        std::mem::take(&mut self.outbox)
-    }
-
-    /// The transition being applied, for an effect (`None` in a keyed operation).
-    pub fn transition(&self) -> Option<&Transition> {
-        self.transition.as_ref()
-    }
-}
-
-impl Outbox for MemoryTx {
-    async fn enqueue(&mut self, message: OutboxMessage) -> Result<String, BoxError> {
-        let id = new_message_id();
-        self.outbox.push((id.clone(), message));
-        Ok(id)
-    }
-}
-
-/// A message in a [`MemoryStore`]'s outbox.
-#[derive(Debug, Clone)]
-struct OutboxRow {
-    message: PendingMessage,
-    claimed_until: i64,
-    published: bool,
-}
 
 /// An in-memory [`Store`] with the same semantics as the SQL adapters.
 ///
@@ -322,65 +286,6 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
         let snapshot = Snapshot { state: parse_state::<M>(&id, &self.table, &row.state)?, version: row.version };
         Ok(MemoryLocked { guard, id, snapshot, pending: Vec::new(), tx: () })
-    }
-}
-
-/// The outbox of a [`MemoryStore`] (see [`MemoryStore::outbox`]); a cheap handle to share.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryOutbox {
-    rows: Arc<Mutex<Vec<OutboxRow>>>,
-}
-
-impl MemoryOutbox {
-    /// Appends messages enqueued by an applied transaction, in order.
-    pub(crate) fn append(&self, messages: Vec<(String, OutboxMessage)>) {
-        let mut outbox = self.lock();
-        for (message_id, message) in messages {
-            let sequence = i64::try_from(outbox.len()).unwrap_or(i64::MAX) + 1;
-            let OutboxMessage { topic, key, payload } = message;
-            let message = PendingMessage { sequence, message_id, topic, key, payload, attempts: 0 };
-            outbox.push(OutboxRow { message, claimed_until: 0, published: false });
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<OutboxRow>> {
-        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// How many messages were never published.
-    pub fn unpublished(&self) -> usize {
-        self.lock().iter().filter(|row| !row.published).count()
-    }
-}
-
-impl OutboxSource for MemoryOutbox {
-    async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
-        let now = now_micros();
-        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let mut outbox = self.lock();
-        let claimable = outbox.iter_mut().filter(|row| !row.published && row.claimed_until < now);
-        Ok(claimable
-            .take(batch)
-            .map(|row| {
-                row.claimed_until = until;
-                row.message.attempts += 1;
-                row.message.clone()
-            })
-            .collect())
-    }
-
-    async fn mark_published(&self, sequence: i64) -> Result<(), Error> {
-        if let Some(row) = self.lock().iter_mut().find(|row| row.message.sequence == sequence) {
-            row.published = true;
-        }
-        Ok(())
-    }
-
-    async fn release(&self, sequence: i64) -> Result<(), Error> {
-        if let Some(row) = self.lock().iter_mut().find(|row| row.message.sequence == sequence && !row.published) {
-            row.claimed_until = 0;
-        }
-        Ok(())
     }
 }
 

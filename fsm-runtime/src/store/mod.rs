@@ -10,11 +10,14 @@ mod sql;
 
 use std::future::Future;
 
+pub use crate::keys::OpFuture;
+pub use crate::memory_tx::MemoryTx;
+pub use crate::outbox::MemoryOutbox;
 pub use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Snapshot};
 pub use crate::transition::Transition;
 pub use locked::LockedEntity;
-pub use memory::{MemoryLocked, MemoryOutbox, MemoryStore, MemoryTx};
-pub use request::{Effect, EffectFuture, OpFuture, Target, TransitionRequest};
+pub use memory::{MemoryLocked, MemoryStore};
+pub use request::{Effect, EffectFuture, Target, TransitionRequest};
 #[cfg(feature = "_sql")]
 pub use sql::{SqlLocked, SqlStore};
 

@@ -11,9 +11,6 @@ use crate::machine::StateMachine;
 /// The future an effect returns; it borrows the transaction for its lifetime.
 pub type EffectFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 't>>;
 
-/// The future a keyed operation returns ([`Keys::run_once`](crate::Keys::run_once)).
-pub type OpFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 't>>;
-
 /// Work attached to a transition: it runs inside the transition's transaction, only when the
 /// transition is applied, and an error from it rolls the transition back.
 pub struct Effect<'a, Tx>(pub(crate) Box<dyn for<'t> FnOnce(&'t mut Tx) -> EffectFuture<'t> + Send + 'a>);

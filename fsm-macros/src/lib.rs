@@ -2,17 +2,20 @@
 //! `StateMachine` trait. Depend on `fsm-runtime`, which re-exports it; the generated code names
 //! only paths of `fsm-runtime`.
 //!
-//! The derive reads the attributes into a small model (`parse.rs` into `model.rs`), checks the
-//! machine (`validate.rs`), and generates the table as `match`es and `const` slices
-//! (`expand.rs`, with the diagrams of `render.rs`). All errors of one enum are reported at once,
-//! each pointing at the offending token; alongside them, the event enum and a stub of the
-//! impl are still emitted, so that code using the machine reports no follow-on errors.
+//! The derive reads the attributes into a small model (`parse.rs` walks the input into
+//! `model.rs`, `attr.rs` reads each attribute by the typed keys of `key.rs`), checks the machine
+//! (`validate.rs`), and generates the table as `match`es and `const` slices (`expand.rs`, with
+//! the diagrams of `render.rs`). All errors of one enum are reported at once, each pointing at
+//! the offending token; alongside them, the event enum and a stub of the impl are still emitted,
+//! so that code using the machine reports no follow-on errors.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod attr;
 mod case;
 mod errors;
 mod expand;
+mod key;
 mod model;
 mod parse;
 mod render;

@@ -38,10 +38,15 @@
 //! Around the compare-and-set: [`TransitionRequest::expect_version`] (optimistic locking),
 //! [`Store::transition_from`] (compare-and-set on an observed state), [`Store::lock`]
 //! (pessimistic locking), [`TransitionRequest::effect`] (work in the same transaction),
-//! [`TransitionRequest::idempotency_key`] and [`Keys::run_once`] (idempotency keys, shared by every machine of a database), and
-//! [`outbox`] / [`inbox`] (messages sent exactly once). Beside the machines: [`token`]
-//! (single-use tokens), [`lock`] (leases with fencing tokens) and [`fence`] (transitions that
-//! a holder whose lease was taken over cannot write).
+//! [`TransitionRequest::idempotency_key`] and [`Keys::run_once`] (idempotency keys, one set per
+//! database, shared by its machines), and [`outbox`] / [`inbox`] (messages sent exactly once).
+//! Beside the machines: [`token`] (single-use tokens), [`lock`] (leases with fencing tokens) and
+//! [`fence`] (transitions that a holder whose lease was taken over cannot write).
+//!
+//! The crate root holds what a user writes every day; the rest lives in modules: [`store`] (the
+//! store contract's types, the memory and SQL stores, effects), [`sql`] (the SQL layer:
+//! backends, [`sql::SqlTx`], pool settings, [`sql::is_transient`]), [`keys`], [`machine`],
+//! [`mapping`], [`error`], [`retry`].
 //!
 //! Features: `sqlite` (default) for [`SqliteStore`], `postgres` for `PostgresStore`, `mysql`
 //! for `MySqlStore` (MySQL and MariaDB), `serde` to (de)serialise derived states as their

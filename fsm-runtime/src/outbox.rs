@@ -57,14 +57,14 @@ pub use sql::SqlOutbox;
 
 /// Something a message can be enqueued on inside an effect: the transaction of an SQL
 /// transition (`sqlx::PgConnection`, `sqlx::MySqlConnection`, `sqlx::SqliteConnection`) or a
-/// [`MemoryTx`](crate::MemoryTx).
+/// [`MemoryTx`](crate::store::MemoryTx).
 pub trait Outbox: Send {
     /// Writes `message` in this transaction; returns its message id.
     fn enqueue(&mut self, message: OutboxMessage) -> impl Future<Output = Result<String, BoxError>> + Send;
 }
 
 /// Where a relay finds pending messages: an SQL outbox or a [`MemoryStore`](crate::MemoryStore)'s
-/// [`MemoryOutbox`](crate::MemoryOutbox).
+/// [`MemoryOutbox`].
 pub trait OutboxSource: Send + Sync {
     /// Claims up to `batch` pending messages, oldest first, for `lease`: no other relay gets
     /// them until the lease ends or they are released.

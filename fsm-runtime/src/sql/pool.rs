@@ -9,7 +9,7 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The pool settings that `SqlStore::connect`, `SqlTokens::connect` and `SqlLeases::connect`
-/// use; start from them to build a pool of your own for [`SqlStore::new`](crate::SqlStore::new).
+/// use; start from them to build a pool of your own for [`SqlStore::new`](crate::store::SqlStore::new).
 ///
 /// - Acquiring gives up after [`ACQUIRE_TIMEOUT`]: a server that is down is a retryable error,
 ///   not a hang.

@@ -12,8 +12,8 @@ use fsm_runtime::{
 use fsm_runtime::inbox::Inbox as _;
 use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay, RelayReport};
 
-use crate::common::backends::RawAccess;
-use crate::common::machines::{Light, LightEvent, Order, OrderEvent, Payment, PaymentEvent, Ticket, TicketEvent};
+use crate::fixture::backends::RawAccess;
+use crate::fixture::machines::{Light, LightEvent, Order, OrderEvent, Payment, PaymentEvent, Ticket, TicketEvent};
 
 /// Create is idempotent: the second create reports the existing entity and writes nothing.
 pub async fn create_is_idempotent<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {

@@ -20,8 +20,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::backends::{self, RawAccess};
-use crate::common::machines::Order;
+use crate::fixture::backends::{self, RawAccess};
+use crate::fixture::guarded;
+use crate::fixture::machines::Order;
 use fsm_runtime::fence::{self, CheckFence, MemoryFences};
 use fsm_runtime::lock::{
     ExtendOutcome, FencingToken, Lease, LeaseStore, LockError, MemoryLeases, RedisLeases, ReleaseOutcome, SqlLeases,
@@ -280,7 +281,8 @@ macro_rules! lease_tests {
             async fn $case() {
                 let test = concat!("l_", stringify!($case));
                 let Some(fixture) = super::$backend(test).await else { return };
-                cases::$case(fixture).await;
+                let leftovers = fixture.store.leftovers(&fixture.table);
+                guarded(leftovers, cases::$case(fixture)).await;
             }
         )*
     };

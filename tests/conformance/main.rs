@@ -1,25 +1,50 @@
-//! The conformance suite: the same cases, written once, against every adapter.
+//! Every test that talks to a store, a database or Redis, in one binary (one link instead of
+//! one per file), on one fixture (`fixture`): servers found or skipped, fresh tables, and their
+//! removal also when a test panics.
+//!
+//! The conformance suite, the same cases written once against every adapter:
 //!
 //! - `cases.rs`: the stores (memory, SQLite, PostgreSQL, MySQL/MariaDB): transitions, keys,
-//!   the outbox, locks;
+//!   the outbox, locks (the modules `memory`, `sqlite`, `postgres` and `mysql` below);
 //! - `tokens.rs`: single-use tokens (memory, the three SQL databases, Redis);
 //! - `leases.rs`: leases with fencing tokens (memory, the three SQL databases, Redis).
 //!
-//! PostgreSQL and MySQL/MariaDB cases skip with a visible message when their server does not
-//! answer, unless `FSM_REQUIRE_SERVERS=1` (see `tests/common/backends.rs`).
+//! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
+//! `sql_migrations`, `statement_count`, `keyed_top_up`, `outbox_e2e`, `connection_loss`,
+//! `mysql_found_rows`, `mysql_procedure`, `sqlite_cancelled_batch`; the examples on every
+//! database: `orders_example`, `payments_service`; and the fixture's own promise:
+//! `cleanup_on_panic`.
+//!
+//! PostgreSQL, MySQL/MariaDB and Redis cases skip with a visible message when their server does
+//! not answer, unless `FSM_REQUIRE_SERVERS=1` (see `fixture/backends.rs`). One test or one
+//! subject: `cargo test --test conformance sql_races::`, `cargo test --test conformance redis`.
 
-#[path = "../common/mod.rs"]
-mod common;
+mod fixture;
 
 mod cases;
+mod cleanup_on_panic;
+mod connection_loss;
+mod keyed_top_up;
 mod leases;
+mod mysql_found_rows;
+mod mysql_procedure;
+mod orders_example;
+mod outbox_e2e;
+mod payments_service;
+mod sql_bad_input;
+mod sql_effects;
+mod sql_migrations;
+mod sql_races;
+mod sqlite_cancelled_batch;
+mod statement_count;
 mod tokens;
 
 use std::sync::Arc;
 
-use common::backends::RawAccess;
+use fixture::backends::RawAccess;
 
-/// Runs `case` on a fresh store from `make`, then drops the test's table.
+/// Runs `case` on a fresh store from `make`, then drops the test's table (and removes the SQLite
+/// store's file), also when the case panics.
 async fn run<S, Fut, Case>(test: &str, make: impl FnOnce(String) -> Fut, case: impl FnOnce(Arc<S>, String) -> Case)
 where
     S: RawAccess,
@@ -29,13 +54,9 @@ where
     let Some((store, table)) = make(test.to_owned()).await else {
         return;
     };
+    let leftovers = store.leftovers(&table);
     let store = Arc::new(store);
-    case(store.clone(), table.clone()).await;
-    store.cleanup(&table).await;
-    // The SQLite store's database file (other backends have none).
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{table}.db{suffix}")));
-    }
+    fixture::guarded(leftovers, case(store.clone(), table.clone())).await;
 }
 
 macro_rules! conformance {
@@ -80,7 +101,7 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let test = stringify!($case);
-                run(test, |name: String| async move { common::backends::$make::<common::machines::$machine>(&name).await }, |store, table| async move {
+                run(test, |name: String| async move { fixture::backends::$make::<fixture::machines::$machine>(&name).await }, |store, table| async move {
                     cases::$case(store, table).await
                 })
                 .await;

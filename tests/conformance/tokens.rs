@@ -13,41 +13,46 @@
 //! - a server that is down (a closed port) is a typed error, at connect and at the first
 //!   operation, never a panic.
 //!
-//! Servers are found, and skipped when missing, by `tests/common/backends.rs` (`FSM_POSTGRES_URL`,
+//! Servers are found, and skipped when missing, by `fixture/backends.rs` (`FSM_POSTGRES_URL`,
 //! `FSM_MYSQL_URL`, `FSM_REDIS_URL`, `FSM_REQUIRE_SERVERS`). Every test uses scopes (and, on
-//! Redis, a key prefix) of its own.
+//! Redis, a key prefix) of its own; the SQLite files are removed when the test ends, passed or
+//! failed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::backends;
+use crate::fixture::backends;
+use crate::fixture::{Leftovers, guarded};
 use fsm_runtime::sqlx;
 use fsm_runtime::token::{MemoryTokens, Redemption, RedisTokens, SqlTokens, TokenError, TokenStore};
 
-/// A token store for `test`, remembering used and expired tokens for `tombstone`.
-async fn memory(_test: &str, tombstone: Duration) -> Option<MemoryTokens> {
-    Some(MemoryTokens::new().with_tombstone(tombstone))
+/// A token store for `test`, remembering used and expired tokens for `tombstone`, and what it
+/// leaves behind.
+async fn memory(_test: &str, tombstone: Duration) -> Option<(MemoryTokens, Leftovers)> {
+    Some((MemoryTokens::new().with_tombstone(tombstone), Leftovers::none()))
 }
 
-async fn sqlite(test: &str, tombstone: Duration) -> Option<SqlTokens<sqlx::Sqlite>> {
-    let pool = backends::sqlite_pool(&backends::unique_table(test)).await;
-    Some(SqlTokens::new(pool).await.expect("tokens on SQLite").with_tombstone(tombstone))
+async fn sqlite(test: &str, tombstone: Duration) -> Option<(SqlTokens<sqlx::Sqlite>, Leftovers)> {
+    let name = backends::unique_table(test);
+    let leftovers = Leftovers::sqlite(&name);
+    let pool = backends::sqlite_pool(&name).await;
+    Some((SqlTokens::new(pool).await.expect("tokens on SQLite").with_tombstone(tombstone), leftovers))
 }
 
-async fn postgres(test: &str, tombstone: Duration) -> Option<SqlTokens<sqlx::Postgres>> {
+async fn postgres(test: &str, tombstone: Duration) -> Option<(SqlTokens<sqlx::Postgres>, Leftovers)> {
     let pool = backends::postgres_pool(test).await?;
-    Some(SqlTokens::new(pool).await.expect("tokens on PostgreSQL").with_tombstone(tombstone))
+    Some((SqlTokens::new(pool).await.expect("tokens on PostgreSQL").with_tombstone(tombstone), Leftovers::none()))
 }
 
-async fn mysql(test: &str, tombstone: Duration) -> Option<SqlTokens<sqlx::MySql>> {
+async fn mysql(test: &str, tombstone: Duration) -> Option<(SqlTokens<sqlx::MySql>, Leftovers)> {
     let pool = backends::mysql_pool(test).await?;
-    Some(SqlTokens::new(pool).await.expect("tokens on MySQL").with_tombstone(tombstone))
+    Some((SqlTokens::new(pool).await.expect("tokens on MySQL").with_tombstone(tombstone), Leftovers::none()))
 }
 
-async fn redis(test: &str, tombstone: Duration) -> Option<RedisTokens> {
+async fn redis(test: &str, tombstone: Duration) -> Option<(RedisTokens, Leftovers)> {
     let url = backends::redis_available(test)?;
     let tokens = RedisTokens::connect(&url).await.expect("tokens on Redis");
-    Some(tokens.with_prefix(backends::unique_prefix(test)).with_tombstone(tombstone))
+    Some((tokens.with_prefix(backends::unique_prefix(test)).with_tombstone(tombstone), Leftovers::none()))
 }
 
 /// The cases, generic over the store.
@@ -154,8 +159,8 @@ macro_rules! token_tests {
             async fn $case() {
                 let test = concat!(stringify!($backend), "_", stringify!($case));
                 let tombstone = if stringify!($tombstone) == "ZERO" { Duration::ZERO } else { fsm_runtime::token::DEFAULT_TOMBSTONE };
-                let Some(tokens) = super::$backend(test, tombstone).await else { return };
-                cases::$case(tokens, backends::unique_table(test)).await;
+                let Some((tokens, leftovers)) = super::$backend(test, tombstone).await else { return };
+                guarded(leftovers, cases::$case(tokens, backends::unique_table(test))).await;
             }
         )*
     };
@@ -170,8 +175,8 @@ token_tests!(redis);
 /// A redeem inside a transition's effect shares the transition's transaction.
 mod in_transaction {
     use super::*;
-    use crate::common::backends::RawAccess;
-    use crate::common::machines::Order;
+    use crate::fixture::backends::RawAccess;
+    use crate::fixture::machines::Order;
     use fsm_runtime::token::RedeemToken;
     use fsm_runtime::{Backend, Error, Snapshot, SqlStore, Store, TransitionRequest};
 
@@ -230,19 +235,19 @@ mod in_transaction {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sqlite() {
         let Some((store, table)) = backends::sqlite_store::<Order>("tokens_in_tx_sqlite").await else { return };
-        shares_the_transaction(store, table).await;
+        guarded(store.leftovers(&table), shares_the_transaction(store, table)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
         let Some((store, table)) = backends::postgres_store::<Order>("tokens_in_tx_postgres").await else { return };
-        shares_the_transaction(store, table).await;
+        guarded(store.leftovers(&table), shares_the_transaction(store, table)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn mysql() {
         let Some((store, table)) = backends::mysql_store::<Order>("tokens_in_tx_mysql").await else { return };
-        shares_the_transaction(store, table).await;
+        guarded(store.leftovers(&table), shares_the_transaction(store, table)).await;
     }
 }
 

@@ -11,22 +11,17 @@
 //!     give `UnknownState`, the row is unchanged byte for byte and no history is written;
 //! (f) a table keyed by text (`id VARCHAR(64)`) works with `EntityId::Text` ids.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use common::backends::{mapping_for, unique_table};
-use common::machines::{Order, OrderEvent};
+use crate::fixture::backends::{mapping_for, unique_table};
+use crate::fixture::machines::{Order, OrderEvent};
+use crate::fixture::sql::{Arg, Fixture, TestBackend};
 use fsm_runtime::mapping::{InvalidIdentifier, MAX_IDENTIFIER_LEN};
 use fsm_runtime::{
     CreateOutcome, DeleteOutcome, EntityId, Error, LockedEntity, Outcome, Snapshot, SqlStore, StateMachine, Store,
     TableMapping, TransitionRequest, sqlx,
 };
-use sql_support::{Arg, Fixture, TestBackend};
 
 /// (a) A table that does not exist is reported when the store is built, by name.
 async fn missing_table_is_a_schema_error<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
@@ -314,7 +309,7 @@ async fn stale_history_row_is_a_typed_error<B: TestBackend>(fx: Arc<Fixture<B, O
     assert_eq!(fx.fetch_i64(stored, [Arg::from(key.source())]).await, Some(0), "{}: the key was stored", B::LABEL);
 }
 
-sql_support::per_backend!(
+crate::fixture::sql::per_backend!(
     stale_history_row_is_a_typed_error,
     missing_table_is_a_schema_error,
     wrong_column_is_a_schema_error,

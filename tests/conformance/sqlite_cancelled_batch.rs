@@ -8,18 +8,16 @@
 //! transaction back). Pooled again, the connection would carry the open transaction into the
 //! next request, and SQLite would refuse the next `BEGIN` on it.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
-use common::machines::Order;
+use crate::fixture::machines::Order;
 use fsm_runtime::{SqliteStore, Store, sqlx};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_transition_leaves_no_open_transaction_and_no_partial_write() {
-    let table = common::backends::unique_table("cancelled_batch");
+    let table = crate::fixture::backends::unique_table("cancelled_batch");
     let path = std::env::temp_dir().join(format!("{table}.db"));
+    let _leftovers = crate::fixture::Leftovers::sqlite_file(&path);
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&path)
         .create_if_missing(true)
@@ -28,9 +26,11 @@ async fn a_dropped_transition_leaves_no_open_transaction_and_no_partial_write() 
     // One connection: every request and every check below runs on the connection the dropped
     // request used, or on the one that replaced it.
     let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(common::backends::create_table_sql(&table))).execute(&pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(crate::fixture::backends::create_table_sql(&table))).execute(&pool).await.unwrap();
     let store =
-        SqliteStore::<Order>::with_mapping(pool.clone(), common::backends::mapping_for::<Order>(&table)).await.unwrap();
+        SqliteStore::<Order>::with_mapping(pool.clone(), crate::fixture::backends::mapping_for::<Order>(&table))
+            .await
+            .unwrap();
 
     // Another connection holds the write lock, so that the batch's `BEGIN IMMEDIATE` waits in
     // the worker; the request is dropped while it waits; then the lock is released and the

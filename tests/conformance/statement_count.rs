@@ -3,12 +3,16 @@
 //!
 //! sqlx reports every statement it executes as a tracing event with target `sqlx::query` (at
 //! DEBUG). A [`tracing_subscriber::Layer`] records them while a measured call runs. It is
-//! installed as the global subscriber, not a per-thread default: SQLite executes its statements
-//! on the connection's own worker thread, which a thread-local subscriber would not see. The
-//! tests of this file therefore run one at a time (a lock), each on a pool of one connection
-//! that is warmed up first, so that no connection is opened (and no session setup statement is
-//! sent) while counting; a ping on that connection before and after the call makes sure every
-//! statement of the call, and none of another, was reported.
+//! installed as the global subscriber (once per process), not a per-thread default: SQLite
+//! executes its statements on the connection's own worker thread, which a thread-local
+//! subscriber would not see. The measured call runs in a span of its own ([`MEASURED`]), which
+//! sqlx's SQLite worker enters for each command it runs for the call, and the recorder keeps
+//! only the events inside that span: the statements of the other tests of this binary, which
+//! run at the same time on other connections, are not counted. The tests of this file run one
+//! at a time (a lock), each on a pool of one connection that is warmed up first, so that no
+//! connection is opened (and no session setup statement is sent) while counting; a ping on that
+//! connection before and after the call makes sure every statement of the call, and none of
+//! another, was reported.
 //!
 //! Expected: PostgreSQL `Applied` = 1 (one CTE), no-op = 1 (the same CTE returns the row it
 //! missed); SQLite `Applied` = 2 (`SELECT`, then one batch: `BEGIN IMMEDIATE`, history `INSERT …
@@ -24,34 +28,38 @@
 //! handle) without its query logger, so the keyed path logs 4 of its 6;
 //! `sqlite_applied_path_is_one_transaction` counts the commits with SQLite's commit hook.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
-use common::machines::{Light, LightEvent, Order};
+use crate::fixture::machines::{Light, LightEvent, Order};
+use crate::fixture::sql::{Fixture, TestBackend};
 use fsm_runtime::sqlx::Connection as _;
 use fsm_runtime::{Fingerprint, IdempotencyKey, Outcome, Store, TransitionRequest, sqlx};
-use sql_support::{Fixture, TestBackend};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Instrument as _, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
 
 /// One test at a time: the recorder is global.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static RECORDING: AtomicBool = AtomicBool::new(false);
 static STATEMENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Records the SQL of every `sqlx::query` event while [`RECORDING`] is set.
+/// The name of the span a measured call runs in.
+const MEASURED: &str = "statement_count_measured";
+
+/// Records the SQL of every `sqlx::query` event inside a [`MEASURED`] span while [`RECORDING`]
+/// is set.
 struct StatementRecorder;
 
-impl<S: Subscriber> Layer<S> for StatementRecorder {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for StatementRecorder {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if event.metadata().target() != "sqlx::query" || !RECORDING.load(Ordering::SeqCst) {
+            return;
+        }
+        // Another test's statement, on another connection, at the same time: not ours.
+        if !ctx.event_scope(event).is_some_and(|mut scope| scope.any(|span| span.name() == MEASURED)) {
             return;
         }
         let mut fields = QueryFields::default();
@@ -105,7 +113,7 @@ async fn statements_of<B: TestBackend, M: fsm_runtime::StateMachine, T>(
     settle(fx).await;
     STATEMENTS.lock().expect("statements").clear();
     RECORDING.store(true, Ordering::SeqCst);
-    let output = call.await;
+    let output = call.instrument(tracing::info_span!("statement_count_measured")).await;
     settle(fx).await;
     RECORDING.store(false, Ordering::SeqCst);
     (output, std::mem::take(&mut *STATEMENTS.lock().expect("statements")))
@@ -113,7 +121,7 @@ async fn statements_of<B: TestBackend, M: fsm_runtime::StateMachine, T>(
 
 /// A fixture of machine `M` on a pool of exactly one connection (not warmed up).
 async fn fixture_of<B: TestBackend, M: fsm_runtime::StateMachine>(test: &str) -> Option<Fixture<B, M>> {
-    let table = common::backends::unique_table(test);
+    let table = crate::fixture::backends::unique_table(test);
     let probe = B::pool(test, &table).await?;
     let options = (*probe.connect_options()).clone();
     probe.close().await;
@@ -172,7 +180,7 @@ async fn applied_path<B: TestBackend>(test: &str) {
     let Some(fx) = fixture::<B>(test).await else {
         return;
     };
-    sql_support::run_on(fx, |fx| async move {
+    crate::fixture::sql::run_on(fx, |fx| async move {
         let (outcome, statements) = statements_of(&fx, fx.store.transition(1, Order::Paid)).await;
         assert_eq!(outcome.unwrap(), Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
         let shown = show(B::LABEL, "Applied", &statements);
@@ -186,7 +194,7 @@ async fn noop_path<B: TestBackend>(test: &str) {
     let Some(fx) = fixture::<B>(test).await else {
         return;
     };
-    sql_support::run_on(fx, |fx| async move {
+    crate::fixture::sql::run_on(fx, |fx| async move {
         let (outcome, statements) = statements_of(&fx, fx.store.transition(2, Order::Paid)).await;
         assert_eq!(outcome.unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
         let shown = show(B::LABEL, "no-op", &statements);
@@ -200,8 +208,8 @@ async fn keyed_paths<B: TestBackend>(test: &str) {
     let Some(fx) = fixture::<B>(test).await else {
         return;
     };
-    sql_support::run_on(fx, |fx| async move {
-        let source = format!("count-{}", common::backends::unique_table(test));
+    crate::fixture::sql::run_on(fx, |fx| async move {
+        let source = format!("count-{}", crate::fixture::backends::unique_table(test));
         let key = IdempotencyKey::new(source, 1).unwrap();
         let fingerprint = Fingerprint::of_bytes(b"pay order 1");
         // Warm up the keyed statements on another entity and key.
@@ -235,7 +243,7 @@ async fn cyclic_fire<B: TestBackend>(test: &str) {
     let Some(fx) = fixture_of::<B, Light>(test).await else {
         return;
     };
-    sql_support::run_on(Arc::new(fx), |fx| async move {
+    crate::fixture::sql::run_on(Arc::new(fx), |fx| async move {
         for id in [1, 2] {
             fx.store.create(id).await.unwrap();
         }
@@ -281,7 +289,7 @@ async fn sqlite_applied_path_is_one_transaction() {
     let Some(fx) = fixture::<sqlx::Sqlite>("count_commits").await else {
         return;
     };
-    sql_support::run_on(fx, |fx| async move {
+    crate::fixture::sql::run_on(fx, |fx| async move {
         let (commits, rollbacks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         {
             let mut conn = fx.pool().acquire().await.unwrap();

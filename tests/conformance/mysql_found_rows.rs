@@ -3,16 +3,11 @@
 //! counts it. The store must not mistake that for a transition: a replayed transition is
 //! `AlreadyApplied`, with the version unchanged and no history row, by every path.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::sync::Arc;
 
-use common::machines::{Order, OrderEvent};
+use crate::fixture::machines::{Order, OrderEvent};
+use crate::fixture::sql::{Arg, Fixture, TestBackend};
 use fsm_runtime::{LockedEntity, Outcome, Store, TransitionRequest, sqlx};
-use sql_support::{Arg, Fixture, TestBackend};
 
 async fn replay_is_not_a_matched_row<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
     let (store, table) = (&fx.store, fx.table.clone());
@@ -80,5 +75,5 @@ async fn replay_is_not_a_matched_row<B: TestBackend>(fx: Arc<Fixture<B, Order>>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_replay_is_not_a_matched_row() {
-    sql_support::run("found_rows", replay_is_not_a_matched_row::<sqlx::MySql>).await;
+    crate::fixture::sql::run("found_rows", replay_is_not_a_matched_row::<sqlx::MySql>).await;
 }

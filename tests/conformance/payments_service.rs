@@ -10,12 +10,10 @@
 //! NUL in a body field 422 naming the field, before any SQL; a database's data exception
 //! (SQLSTATE class 22) is a 422 problem, not a 500 or a 503.
 
-mod common;
-
 use std::future::Future;
 use std::time::Duration;
 
-use common::backends::{mysql_pool, postgres_pool};
+use crate::fixture::backends::{mysql_pool, postgres_pool};
 use fsm_runtime::sqlx;
 use fsm_suite::payments::{self, Ledger, PaymentService};
 use reqwest::StatusCode;
@@ -423,6 +421,7 @@ async fn bounded(scenario: impl Future<Output = ()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payment_service_on_sqlite() {
     let path = std::env::temp_dir().join(format!("{}.db", run_prefix("sqlite")));
+    let _leftovers = crate::fixture::Leftovers::sqlite_file(&path);
     let url = format!("sqlite://{}", path.display());
     bounded(scenario::<sqlx::Sqlite, _, _>("sqlite", || async {
         payments::sqlite_pool(&url).await.expect("open the SQLite file")

@@ -10,17 +10,12 @@
 //! - an effect whose SQL fails in the database rolls back the same way, and the store keeps
 //!   working afterwards.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::machines::{Order, OrderEvent};
+use crate::fixture::machines::{Order, OrderEvent};
+use crate::fixture::sql::{Arg, Fixture, TestBackend};
 use fsm_runtime::{EffectFuture, Error, Outcome, Snapshot, Store, TransitionRequest};
-use sql_support::{Arg, Fixture, TestBackend};
 
 /// The caller's own error: the account cannot pay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +315,7 @@ async fn deadlocked_effect_is_retryable<B: TestBackend>(fx: Arc<Fixture<B, Order
     assert_eq!(balance(&fx, &accounts, 1).await + balance(&fx, &accounts, 2).await, 196);
 }
 
-sql_support::per_backend!(
+crate::fixture::sql::per_backend!(
     deadlocked_effect_is_retryable,
     debit_applies_once,
     insufficient_funds_rolls_back,

@@ -18,21 +18,16 @@
 //! Every key's source is the fixture's table name, so test runs never share keys and the fixture
 //! deletes them when the test ends.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::machines::{Payment, PaymentEvent};
+use crate::fixture::machines::{Payment, PaymentEvent};
+use crate::fixture::sql::{Arg, Fixture, TestBackend};
 use fsm_runtime::{
     EffectFuture, Error, Fingerprint, IdempotencyKey, InvalidKey, Once, OpFuture, Outcome, Snapshot, Store,
     TransitionRequest,
 };
-use sql_support::{Arg, Fixture, TestBackend};
 
 /// A request on a wallet, as fingerprinted: a top-up and a debit of the same amount differ.
 #[derive(Debug, serde::Serialize)]
@@ -534,7 +529,7 @@ async fn concurrent_failed_captures<B: TestBackend>(fx: Arc<Fixture<B, Payment>>
     assert_eq!(fx.history_rows(&fx.table, "1").await, 0);
 }
 
-sql_support::per_backend!(
+crate::fixture::sql::per_backend!(
     same_key_tops_up_once,
     different_keys_top_up_each,
     reused_key_is_refused,

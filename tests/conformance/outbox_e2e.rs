@@ -20,11 +20,6 @@
 //! and the inbox consumer are the fixture's table name; the fixture deletes the outbox rows and
 //! keys, and [`with_inbox_cleanup`] the inbox rows.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -32,14 +27,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::machines::{Order, OrderEvent};
+use crate::fixture::machines::{Order, OrderEvent};
+use crate::fixture::sql::{Arg, Fixture, TestBackend};
 use fsm_runtime::inbox::Inbox;
 use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay, RelayReport};
 use fsm_runtime::{
     BoxError, EffectFuture, Error, Fingerprint, IdempotencyKey, Outcome, SqlOutbox, Store, TransitionRequest, sqlx,
 };
 use futures_util::FutureExt as _;
-use sql_support::{Arg, Fixture, TestBackend};
 
 /// What a client sends to pay an order, as fingerprinted.
 #[derive(Debug, serde::Serialize)]
@@ -593,7 +588,7 @@ where
     fx.exec(format!("DELETE FROM fsm_outbox WHERE topic = {}", fx.p(1)), [other.into()]).await;
 }
 
-sql_support::per_backend!(
+crate::fixture::sql::per_backend!(
     exactly_one_receipt_under_retries,
     concurrent_relays_and_duplicating_broker,
     topic_relay_skips_no_row_of_its_topic

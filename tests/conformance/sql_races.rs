@@ -9,17 +9,12 @@
 //! `InvalidTransition` and `InvalidEvent` is consistent with the table; and no operation failed
 //! with any other error.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::machines::{Light, LightEvent, Order, OrderEvent};
+use crate::fixture::machines::{Light, LightEvent, Order, OrderEvent};
+use crate::fixture::sql::{Fixture, TestBackend};
 use fsm_runtime::{Error, HistoryEntry, Outcome, SqlStore, StateMachine, Store};
-use sql_support::{Fixture, TestBackend};
 
 const TASKS: u64 = 32;
 const OPS_PER_TASK: usize = 200;
@@ -356,4 +351,4 @@ async fn cyclic_event_one_entity<B: TestBackend>(fx: Arc<Fixture<B, Light>>) {
     assert_eq!(store.get(1).await.unwrap().version, i64::try_from(applied).expect("fits"));
 }
 
-sql_support::per_backend!(random_ops_many_entities, random_ops_one_entity, cyclic_event_one_entity);
+crate::fixture::sql::per_backend!(random_ops_many_entities, random_ops_one_entity, cyclic_event_one_entity);

@@ -1,15 +1,10 @@
 //! The runtime's migrations: versioned, run once per database, and every version recorded.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "sql_support/mod.rs"]
-mod sql_support;
-
 use std::sync::Arc;
 
-use common::machines::Order;
+use crate::fixture::machines::Order;
+use crate::fixture::sql::{Arg, Fixture, TestBackend};
 use fsm_runtime::{SqlStore, Store};
-use sql_support::{Arg, Fixture, TestBackend};
 
 /// The versions each backend ships (`fsm-runtime/migrations/<backend>/`).
 fn shipped<B: TestBackend>() -> i64 {
@@ -40,4 +35,4 @@ async fn every_version_is_recorded_once<B: TestBackend>(fx: Arc<Fixture<B, Order
     assert!(fx.store.transition(1, Order::Paid).await.unwrap().is_applied());
 }
 
-sql_support::per_backend!(every_version_is_recorded_once);
+crate::fixture::sql::per_backend!(every_version_is_recorded_once);

@@ -1,11 +1,9 @@
 //! MySQL/MariaDB: the store's transition procedure (one `CALL` per transition), and the
 //! client-side path it falls back to when the server does not let the store create it.
 
-#[path = "common/mod.rs"]
-mod common;
-
-use common::backends::{self, DropProcedures as _, RawAccess as _};
-use common::machines::Order;
+use crate::fixture::Leftovers;
+use crate::fixture::backends::{self, DropProcedures as _, RawAccess as _};
+use crate::fixture::machines::Order;
 use fsm_runtime::{Error, MySqlStore, Outcome, Store, sqlx};
 
 /// How many transition procedures name `table`.
@@ -43,6 +41,7 @@ async fn the_store_creates_its_procedure_and_transitions_through_it() {
     let Some((store, table)) = backends::mysql_store::<Order>("procedure").await else {
         return;
     };
+    let _leftovers = store.leftovers(&table);
     assert_eq!(procedures_of(store.pool(), &table).await, 1);
     outcomes(&store).await;
     // A second store on the same mapping finds the procedure there.
@@ -68,6 +67,7 @@ async fn without_create_routine_the_store_sends_the_transaction_itself() {
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&root).await.unwrap();
     }
     let table = backends::unique_table("procedure_refused");
+    let _leftovers = Leftovers::mysql(&table);
     sqlx::raw_sql(sqlx::AssertSqlSafe(backends::create_table_sql(&table))).execute(&root).await.unwrap();
     let options: sqlx::mysql::MySqlConnectOptions = backends::mysql_url().parse().unwrap();
     let limited = sqlx::mysql::MySqlPoolOptions::new()

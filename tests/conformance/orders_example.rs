@@ -1,9 +1,7 @@
 //! The story of `examples/orders.rs` (`fsm_suite::order_demo`) on SQLite, PostgreSQL and
 //! MariaDB: what it prints and what it did.
 
-mod common;
-
-use common::backends::{mysql_pool, mysql_url, postgres_pool, postgres_url};
+use crate::fixture::backends::{mysql_pool, mysql_url, postgres_pool, postgres_url};
 use fsm_runtime::{CreateOutcome, Error, Outcome};
 use fsm_suite::order::OrderState;
 use fsm_suite::order_demo::{self, RACERS, Report};
@@ -66,6 +64,7 @@ async fn orders_example_on_sqlite_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn orders_example_on_sqlite_file_runs_twice() {
     let path = std::env::temp_dir().join(format!("orders_example_{}.db", std::process::id()));
+    let _leftovers = crate::fixture::Leftovers::sqlite_file(&path);
     let url = format!("sqlite://{}?mode=rwc", path.display());
     // Twice on the same file: each run uses a fresh order id.
     tell(&url).await;

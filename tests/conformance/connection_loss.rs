@@ -11,13 +11,10 @@
 //! The pool holds one connection, so the killed one is the one the store gets next; the kill
 //! comes from a second pool.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
-use common::backends;
-use common::machines::Order;
+use crate::fixture::machines::Order;
+use crate::fixture::{Leftovers, backends};
 use fsm_runtime::{Error, Outcome, PING_IF_IDLE_FOR, Snapshot, SqlStore, Store, TransitionRequest, pool_options, sqlx};
 
 /// One database: how to name, reach and kill a connection.
@@ -32,6 +29,8 @@ trait Server: fsm_runtime::Backend {
     fn url() -> String;
     /// Runs `sql` on `admin`.
     async fn exec(admin: &sqlx::Pool<Self>, sql: String);
+    /// What a store on the entity table `table` leaves behind.
+    fn leftovers(table: &str) -> Leftovers;
 }
 
 impl Server for sqlx::Postgres {
@@ -61,6 +60,10 @@ impl Server for sqlx::Postgres {
 
     fn url() -> String {
         backends::postgres_url()
+    }
+
+    fn leftovers(table: &str) -> Leftovers {
+        Leftovers::postgres(table)
     }
 
     async fn exec(admin: &sqlx::Pool<Self>, sql: String) {
@@ -94,6 +97,10 @@ impl Server for sqlx::MySql {
         backends::mysql_url()
     }
 
+    fn leftovers(table: &str) -> Leftovers {
+        Leftovers::mysql(table)
+    }
+
     async fn exec(admin: &sqlx::Pool<Self>, sql: String) {
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await.unwrap();
     }
@@ -122,15 +129,17 @@ async fn back_in_the_pool<B: Server>(pool: &sqlx::Pool<B>) {
     panic!("the connection did not come back to the pool within 2 s");
 }
 
-/// A store on a one-connection pool of `pool_options`, its table, and the admin pool.
-async fn setup<B: Server>(test: &str) -> Option<(SqlStore<Order, B>, String, sqlx::Pool<B>)> {
+/// A store on a one-connection pool of `pool_options`, its table, the admin pool, and what the
+/// test leaves behind (dropped when the test ends, passed or failed).
+async fn setup<B: Server>(test: &str) -> Option<(SqlStore<Order, B>, String, sqlx::Pool<B>, Leftovers)> {
     let admin = B::admin(test).await?;
     let table = backends::unique_table(test);
+    let leftovers = B::leftovers(&table);
     B::exec(&admin, backends::create_table_sql(&table)).await;
     let pool = pool_options::<B>().max_connections(1).connect(&B::url()).await.unwrap();
     let store = SqlStore::<Order, B>::with_mapping(pool, backends::mapping_for::<Order>(&table)).await.unwrap();
     store.create(1).await.unwrap();
-    Some((store, table, admin))
+    Some((store, table, admin, leftovers))
 }
 
 async fn teardown<B: Server>(admin: &sqlx::Pool<B>, table: &str) {
@@ -140,7 +149,7 @@ async fn teardown<B: Server>(admin: &sqlx::Pool<B>, table: &str) {
 
 /// Killed while recently used: one retryable error that wrote nothing, then the retry applies.
 async fn killed_connection_fails_once_retryably<B: Server>(test: &str) {
-    let Some((store, table, admin)) = setup::<B>(test).await else { return };
+    let Some((store, table, admin, _leftovers)) = setup::<B>(test).await else { return };
     let id = B::connection_id(store.pool()).await;
     back_in_the_pool(store.pool()).await;
     B::kill(&admin, id).await;
@@ -162,7 +171,7 @@ async fn killed_connection_fails_once_retryably<B: Server>(test: &str) {
 
 /// Killed and idle past `PING_IF_IDLE_FOR`: the ping replaces it, the transition applies at once.
 async fn idle_dead_connection_is_replaced_before_use<B: Server>(test: &str) {
-    let Some((store, table, admin)) = setup::<B>(test).await else { return };
+    let Some((store, table, admin, _leftovers)) = setup::<B>(test).await else { return };
     let id = B::connection_id(store.pool()).await;
     back_in_the_pool(store.pool()).await;
     B::kill(&admin, id).await;

@@ -6,12 +6,9 @@
 //! target), `Ticket` (an event with two targets: the store reads the state, then
 //! compare-and-sets from it) and `Light` (a cyclic event).
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::collections::HashMap;
 
-use common::machines::{Light, Order, Ticket};
+use crate::machines::{Light, Order, Ticket};
 use fsm_runtime::{CreateOutcome, DeleteOutcome, Error, MemoryStore, Outcome, StateMachine, Store, TransitionRequest};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

@@ -108,8 +108,8 @@ pub fn entity_resource(entity_table: &str, entity_id: &EntityId) -> String {
     format!("{entity_table}/{entity_id}")
 }
 
-/// A transaction a fencing token can be checked in: the SQL connections an effect receives
-/// (`sqlx::SqliteConnection`, `sqlx::PgConnection`, `sqlx::MySqlConnection`).
+/// A transaction a fencing token can be checked in: the [`SqlTx`](crate::sql::SqlTx) an effect
+/// receives on every SQL backend.
 pub trait CheckFence: Send {
     /// Accepts `token` for `resource` if no higher token was accepted before, and records it
     /// as the highest; else [`FenceError::Stale`]. The fence row stays locked until the

@@ -56,7 +56,7 @@ pub use memory::MemoryOutbox;
 pub use sql::SqlOutbox;
 
 /// Something a message can be enqueued on inside an effect: the transaction of an SQL
-/// transition (`sqlx::PgConnection`, `sqlx::MySqlConnection`, `sqlx::SqliteConnection`) or a
+/// transition ([`SqlTx`](crate::sql::SqlTx), on every SQL backend) or a
 /// [`MemoryTx`](crate::store::MemoryTx).
 pub trait Outbox: Send {
     /// Writes `message` in this transaction; returns its message id.

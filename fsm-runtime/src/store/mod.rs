@@ -51,8 +51,9 @@ use crate::outcome::Outcome;
 ///
 /// Every adapter (memory, SQLite, PostgreSQL, MySQL) passes the same conformance suite.
 pub trait Store<M: StateMachine>: Send + Sync {
-    /// What an effect receives: the adapter's open transaction (an SQL connection inside the
-    /// transaction of the transition) or, for [`memory::MemoryStore`], a context.
+    /// What an effect receives: the adapter's open transaction ([`SqlTx`](crate::sql::SqlTx),
+    /// the connection inside the transaction of the transition) or, for [`MemoryStore`], a
+    /// context ([`MemoryTx`]).
     type Tx: Send;
 
     /// An entity held locked by [`Store::lock`].

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fsm_runtime::{
-    CreateOutcome, DeleteOutcome, EffectFuture, Error, Fingerprint, IdempotencyKey, LockedEntity, Once, Outcome,
-    Snapshot, Store, TransitionRequest,
-};
+use fsm_runtime::store::CreateOutcome;
+use fsm_runtime::store::DeleteOutcome;
+use fsm_runtime::store::EffectFuture;
+use fsm_runtime::store::LockedEntity;
+use fsm_runtime::store::Snapshot;
+use fsm_runtime::{Error, Fingerprint, IdempotencyKey, Once, Outcome, Store, TransitionRequest};
 
+use fsm_runtime::Keys as _;
 use fsm_runtime::inbox::Inbox as _;
 use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay, RelayReport};
 
@@ -362,10 +365,16 @@ pub async fn keys_differing_in_case_are_different<S: Store<Order> + RawAccess + 
         IdempotencyKey::opaque(format!("{table}-Op")).unwrap(),
         IdempotencyKey::opaque(format!("{table}-op")).unwrap(),
     );
-    let first =
-        store.run_once(a, fingerprint("a"), |_tx| Box::pin(async { Ok::<_, fsm_runtime::BoxError>(1) })).await.unwrap();
-    let second =
-        store.run_once(b, fingerprint("b"), |_tx| Box::pin(async { Ok::<_, fsm_runtime::BoxError>(2) })).await.unwrap();
+    let first = store
+        .keys()
+        .run_once(a, fingerprint("a"), |_tx| Box::pin(async { Ok::<_, fsm_runtime::error::BoxError>(1) }))
+        .await
+        .unwrap();
+    let second = store
+        .keys()
+        .run_once(b, fingerprint("b"), |_tx| Box::pin(async { Ok::<_, fsm_runtime::error::BoxError>(2) }))
+        .await
+        .unwrap();
     assert_eq!((first.into_inner(), second.into_inner()), (1, 2));
 }
 
@@ -430,6 +439,7 @@ pub async fn run_once_per_key<S: Store<Order> + RawAccess + 'static>(store: Arc<
         let key = key(&table, seq);
         async move {
             store
+                .keys()
                 .run_once(key, fingerprint(body), move |_tx| {
                     Box::pin(async move { Ok(runs.fetch_add(1, Ordering::SeqCst) + 1000) })
                 })
@@ -457,33 +467,35 @@ pub async fn run_once_per_key<S: Store<Order> + RawAccess + 'static>(store: Arc<
     assert_eq!(runs.load(Ordering::SeqCst), 65);
     // A failing operation stores nothing: the key can be used again.
     let error = store
+        .keys()
         .run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Err::<u32, _>("declined".into()) }))
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Operation { .. }), "{error:?}");
-    let ran = store.run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Ok(7u32) })).await.unwrap();
+    let ran =
+        store.keys().run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Ok(7u32) })).await.unwrap();
     assert_eq!(ran, Once::Ran(7));
     assert_eq!(
-        store.run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Ok(8u32) })).await.unwrap(),
+        store.keys().run_once(key(&table, 200), fingerprint("x"), |_tx| Box::pin(async { Ok(8u32) })).await.unwrap(),
         Once::Replayed(7)
     );
 }
 
 /// An operation that returns `value`.
-fn returning<Tx>(value: u32) -> impl for<'t> FnOnce(&'t mut Tx) -> fsm_runtime::OpFuture<'t, u32> + Send {
+fn returning<Tx>(value: u32) -> impl for<'t> FnOnce(&'t mut Tx) -> fsm_runtime::store::OpFuture<'t, u32> + Send {
     move |_tx| Box::pin(async move { Ok(value) })
 }
 
 /// Purged keys are new again.
 pub async fn purged_keys_are_new_again<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
     let op = returning::<S::Tx>;
-    assert_eq!(store.run_once(key(&table, 300), fingerprint("a"), op(1)).await.unwrap(), Once::Ran(1));
-    assert_eq!(store.purge_keys_of(Some(&table), std::time::Duration::from_secs(3600)).await.unwrap(), 0);
-    assert_eq!(store.run_once(key(&table, 300), fingerprint("a"), op(2)).await.unwrap(), Once::Replayed(1));
+    assert_eq!(store.keys().run_once(key(&table, 300), fingerprint("a"), op(1)).await.unwrap(), Once::Ran(1));
+    assert_eq!(store.keys().purge_of(Some(&table), std::time::Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(store.keys().run_once(key(&table, 300), fingerprint("a"), op(2)).await.unwrap(), Once::Replayed(1));
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     // Only this test's source: other tests share the database.
-    assert_eq!(store.purge_keys_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 1);
-    assert_eq!(store.run_once(key(&table, 300), fingerprint("a"), op(3)).await.unwrap(), Once::Ran(3));
+    assert_eq!(store.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(store.keys().run_once(key(&table, 300), fingerprint("a"), op(3)).await.unwrap(), Once::Ran(3));
 }
 
 /// A publisher that records what it publishes; it can be told to hang (a relay that dies
@@ -501,7 +513,7 @@ impl Recorder {
 }
 
 impl Publisher for Recorder {
-    async fn publish(&self, message: &PendingMessage) -> Result<(), fsm_runtime::BoxError> {
+    async fn publish(&self, message: &PendingMessage) -> Result<(), fsm_runtime::error::BoxError> {
         self.published.lock().unwrap().push(message.clone());
         if self.hang_after_publish.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
@@ -672,7 +684,7 @@ pub async fn strict_target_refuses_another_request<S: Store<Payment> + RawAccess
 pub async fn retry_on_conflict_decides_again<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
     store.create(1).await.unwrap();
     let attempts = AtomicUsize::new(0);
-    let outcome = fsm_runtime::retry_on_conflict(5, || async {
+    let outcome = fsm_runtime::retry::retry_on_conflict(5, || async {
         let now = store.get(1).await?;
         if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
             // Another caller pays the order between our read and our write.
@@ -691,7 +703,7 @@ pub async fn retry_on_conflict_decides_again<S: Store<Order> + RawAccess + 'stat
     assert_eq!(outcome, Outcome::Applied { from: Order::Paid, to: Order::Shipped, version: 2 });
     // A conflict that never resolves is returned after the last attempt.
     let tries = AtomicUsize::new(0);
-    let error = fsm_runtime::retry_on_conflict(3, || {
+    let error = fsm_runtime::retry::retry_on_conflict(3, || {
         tries.fetch_add(1, Ordering::SeqCst);
         store.transition_from(1, Order::Paid, Order::Cancelled)
     })

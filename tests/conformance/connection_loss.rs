@@ -1,5 +1,5 @@
 //! A pooled connection that the server closes (a restart, an idle timeout, an administrator's
-//! kill), on PostgreSQL and MySQL/MariaDB, with the pool of `fsm_runtime::pool_options` (the
+//! kill), on PostgreSQL and MySQL/MariaDB, with the pool of `fsm_runtime::sql::pool_options` (the
 //! pool of every `connect`):
 //!
 //! - killed while it sat idle for less than `PING_IF_IDLE_FOR`: the next transition fails with a
@@ -15,10 +15,14 @@ use std::time::Duration;
 
 use crate::fixture::machines::Order;
 use crate::fixture::{Leftovers, backends};
-use fsm_runtime::{Error, Outcome, PING_IF_IDLE_FOR, Snapshot, SqlStore, Store, TransitionRequest, pool_options, sqlx};
+use fsm_runtime::sql::PING_IF_IDLE_FOR;
+use fsm_runtime::sql::pool_options;
+use fsm_runtime::store::Snapshot;
+use fsm_runtime::store::SqlStore;
+use fsm_runtime::{Error, Outcome, Store, TransitionRequest, sqlx};
 
 /// One database: how to name, reach and kill a connection.
-trait Server: fsm_runtime::Backend {
+trait Server: fsm_runtime::sql::Backend {
     /// The server's id of the connection behind `pool` (one connection).
     async fn connection_id(pool: &sqlx::Pool<Self>) -> i64;
     /// Closes connection `id` from `admin`, and waits until the server has.

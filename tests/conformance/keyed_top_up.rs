@@ -18,16 +18,19 @@
 //! Every key's source is the fixture's table name, so test runs never share keys and the fixture
 //! deletes them when the test ends.
 
+use fsm_runtime::Keys as _;
+use fsm_runtime::sql::SqlTx;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::fixture::machines::{Payment, PaymentEvent};
 use crate::fixture::sql::{Arg, Fixture, TestBackend};
-use fsm_runtime::{
-    EffectFuture, Error, Fingerprint, IdempotencyKey, InvalidKey, Once, OpFuture, Outcome, Snapshot, Store,
-    TransitionRequest,
-};
+use fsm_runtime::idempotency::InvalidKey;
+use fsm_runtime::store::EffectFuture;
+use fsm_runtime::store::OpFuture;
+use fsm_runtime::store::Snapshot;
+use fsm_runtime::{Error, Fingerprint, IdempotencyKey, Once, Outcome, Store, TransitionRequest};
 
 /// A request on a wallet, as fingerprinted: a top-up and a debit of the same amount differ.
 #[derive(Debug, serde::Serialize)]
@@ -88,7 +91,7 @@ fn change_balance<B: TestBackend>(
     wallet: i64,
     delta: i64,
     runs: &Arc<AtomicUsize>,
-) -> impl for<'t> FnOnce(&'t mut B::Connection) -> OpFuture<'t, i64> + Send + 'static {
+) -> impl for<'t> FnOnce(&'t mut SqlTx<B>) -> OpFuture<'t, i64> + Send + 'static {
     let update = format!(
         "UPDATE {wallets} SET balance = balance + {} WHERE id = {} AND balance + {} >= 0",
         B::param(1),
@@ -97,7 +100,7 @@ fn change_balance<B: TestBackend>(
     );
     let read = format!("SELECT balance FROM {wallets} WHERE id = {}", B::param(1));
     let runs = runs.clone();
-    move |conn: &mut B::Connection| -> OpFuture<'_, i64> {
+    move |conn: &mut SqlTx<B>| -> OpFuture<'_, i64> {
         Box::pin(async move {
             runs.fetch_add(1, Ordering::SeqCst);
             let updated = B::execute(conn, update, vec![delta.into(), wallet.into(), delta.into()]).await?;
@@ -121,7 +124,7 @@ async fn top_up<B: TestBackend>(
 ) -> Result<Once<i64>, Error> {
     let key = IdempotencyKey::new(source, seq)?;
     let fingerprint = Fingerprint::of(&WalletRequest::TopUp { wallet, amount })?;
-    fx.store.run_once(key, fingerprint, change_balance::<B>(wallets, wallet, amount, runs)).await
+    fx.store.keys().run_once(key, fingerprint, change_balance::<B>(wallets, wallet, amount, runs)).await
 }
 
 /// A keyed debit of `amount` from `wallet` under `(source, seq)`, refused below zero.
@@ -135,7 +138,7 @@ async fn debit<B: TestBackend>(
 ) -> Result<Once<i64>, Error> {
     let key = IdempotencyKey::new(source, seq)?;
     let fingerprint = Fingerprint::of(&WalletRequest::Debit { wallet, amount })?;
-    fx.store.run_once(key, fingerprint, change_balance::<B>(wallets, wallet, -amount, runs)).await
+    fx.store.keys().run_once(key, fingerprint, change_balance::<B>(wallets, wallet, -amount, runs)).await
 }
 
 /// 64 tasks send the same keyed top-up at once: it runs once, one task gets `Ran`, the other 63
@@ -309,14 +312,14 @@ async fn purged_key_is_new_again<B: TestBackend>(fx: Arc<Fixture<B, Payment>>) {
     let runs = Arc::new(AtomicUsize::new(0));
     assert_eq!(top_up(&fx, &wallets, (&fx.table, 1), 1, 5, &runs).await.unwrap(), Once::Ran(105));
     assert_eq!(top_up(&fx, &wallets, (&fx.table, 2), 1, 5, &runs).await.unwrap(), Once::Ran(110));
-    assert_eq!(fx.store.purge_keys_of(Some(&fx.table), Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(fx.store.keys().purge_of(Some(&fx.table), Duration::from_secs(3600)).await.unwrap(), 0);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let absent = format!("{}-other", fx.table);
-    assert_eq!(fx.store.purge_keys_of(Some(&absent), Duration::ZERO).await.unwrap(), 0);
+    assert_eq!(fx.store.keys().purge_of(Some(&absent), Duration::ZERO).await.unwrap(), 0);
     assert_eq!(top_up(&fx, &wallets, (&fx.table, 1), 1, 5, &runs).await.unwrap(), Once::Replayed(105));
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 
-    assert_eq!(fx.store.purge_keys_of(Some(&fx.table), Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(fx.store.keys().purge_of(Some(&fx.table), Duration::ZERO).await.unwrap(), 2);
     assert_eq!(stored_keys(&fx, &fx.table).await, 0);
     // A purged key is new: the same request runs (and counts) again.
     assert_eq!(top_up(&fx, &wallets, (&fx.table, 1), 1, 5, &runs).await.unwrap(), Once::Ran(115));
@@ -357,18 +360,20 @@ async fn keys_are_validated<B: TestBackend>(fx: Arc<Fixture<B, Payment>>) {
     let body = br#"{"wallet":1,"amount":4}"#;
     for expected in [Once::Ran(7), Once::Replayed(7)] {
         let key = IdempotencyKey::opaque(header.clone()).unwrap();
-        let once = fx.store.run_once(key, Fingerprint::of_bytes(body), change_balance::<B>(&wallets, 1, 4, &runs));
+        let keys = fx.store.keys();
+        let once = keys.run_once(key, Fingerprint::of_bytes(body), change_balance::<B>(&wallets, 1, 4, &runs));
         assert_eq!(once.await.unwrap(), expected);
     }
     let key = IdempotencyKey::opaque(header.clone()).unwrap();
     let other_body = Fingerprint::of_bytes(br#"{"wallet":1,"amount":5}"#);
-    let error = fx.store.run_once(key, other_body, change_balance::<B>(&wallets, 1, 5, &runs)).await.unwrap_err();
+    let error =
+        fx.store.keys().run_once(key, other_body, change_balance::<B>(&wallets, 1, 5, &runs)).await.unwrap_err();
     assert!(matches!(&error, Error::IdempotencyKeyReused { key } if *key == header), "{error:?}");
     assert_eq!((runs.load(Ordering::SeqCst), balance(&fx, &wallets, 1).await), (2, 7));
 
     tokio::time::sleep(Duration::from_millis(5)).await;
     for source in [&longest, &header] {
-        assert_eq!(fx.store.purge_keys_of(Some(source), Duration::ZERO).await.unwrap(), 1);
+        assert_eq!(fx.store.keys().purge_of(Some(source), Duration::ZERO).await.unwrap(), 1);
     }
 }
 
@@ -379,9 +384,9 @@ fn debit_effect<B: TestBackend>(
     wallet: i64,
     amount: i64,
     runs: &Arc<AtomicUsize>,
-) -> impl for<'t> FnOnce(&'t mut B::Connection) -> EffectFuture<'t> + Send + 'static {
+) -> impl for<'t> FnOnce(&'t mut SqlTx<B>) -> EffectFuture<'t> + Send + 'static {
     let debit = change_balance::<B>(wallets, wallet, -amount, runs);
-    move |conn: &mut B::Connection| -> EffectFuture<'_> {
+    move |conn: &mut SqlTx<B>| -> EffectFuture<'_> {
         Box::pin(async move {
             debit(conn).await?;
             Ok(())
@@ -396,7 +401,7 @@ fn capture<'a, B: TestBackend>(
     (payment, wallet, amount): (i64, i64, i64),
     wallets: &str,
     runs: &Arc<AtomicUsize>,
-) -> TransitionRequest<'a, Payment, B::Connection> {
+) -> TransitionRequest<'a, Payment, SqlTx<B>> {
     let key = IdempotencyKey::new(source, seq).expect("a valid key");
     let fingerprint = Fingerprint::of(&WalletRequest::Capture { payment, wallet, amount }).expect("a fingerprint");
     TransitionRequest::fire(payment, PaymentEvent::Capture)

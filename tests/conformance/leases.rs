@@ -27,7 +27,10 @@ use fsm_runtime::fence::{self, CheckFence, MemoryFences};
 use fsm_runtime::lock::{
     ExtendOutcome, FencingToken, Lease, LeaseStore, LockError, MemoryLeases, RedisLeases, ReleaseOutcome, SqlLeases,
 };
-use fsm_runtime::{EffectFuture, MemoryStore, MemoryTx, SqlStore, SqliteStore, Store, sqlx};
+use fsm_runtime::store::EffectFuture;
+use fsm_runtime::store::MemoryTx;
+use fsm_runtime::store::SqlStore;
+use fsm_runtime::{MemoryStore, SqliteStore, Store, sqlx};
 
 /// An effect that checks a fencing token, boxed.
 type FenceEffect<Tx> = Box<dyn for<'t> FnOnce(&'t mut Tx) -> EffectFuture<'t> + Send + 'static>;
@@ -81,7 +84,7 @@ async fn sql<B>(
     store: Option<(SqlStore<Order, B>, String)>,
 ) -> Option<Fixture<SqlLeases<B>, SqlStore<Order, B>, SqlFence>>
 where
-    B: fsm_runtime::SqlTables,
+    B: fsm_runtime::sql::Backend,
 {
     let (store, table) = store?;
     let leases = SqlLeases::new(store.pool().clone()).await.expect("leases");
@@ -112,7 +115,8 @@ async fn redis(test: &str) -> Option<Fixture<RedisLeases, SqliteStore<Order>, Sq
 /// The cases, generic over the backend.
 mod cases {
     use super::*;
-    use fsm_runtime::{Error, Snapshot, TransitionRequest};
+    use fsm_runtime::store::Snapshot;
+    use fsm_runtime::{Error, TransitionRequest};
 
     const LONG: Duration = Duration::from_secs(30);
 

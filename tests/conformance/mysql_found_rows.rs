@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::fixture::machines::{Order, OrderEvent};
 use crate::fixture::sql::{Arg, Fixture, TestBackend};
-use fsm_runtime::{LockedEntity, Outcome, Store, TransitionRequest, sqlx};
+use fsm_runtime::store::LockedEntity;
+use fsm_runtime::{Outcome, Store, TransitionRequest, sqlx};
 
 async fn replay_is_not_a_matched_row<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
     let (store, table) = (&fx.store, fx.table.clone());

@@ -2,7 +2,8 @@
 //! MariaDB: what it prints and what it did.
 
 use crate::fixture::backends::{mysql_pool, mysql_url, postgres_pool, postgres_url};
-use fsm_runtime::{CreateOutcome, Error, Outcome};
+use fsm_runtime::store::CreateOutcome;
+use fsm_runtime::{Error, Outcome};
 use fsm_suite::order::OrderState;
 use fsm_suite::order_demo::{self, RACERS, Report};
 

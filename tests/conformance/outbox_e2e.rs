@@ -20,6 +20,7 @@
 //! and the inbox consumer are the fixture's table name; the fixture deletes the outbox rows and
 //! keys, and [`with_inbox_cleanup`] the inbox rows.
 
+use fsm_runtime::sql::SqlTx;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -29,11 +30,12 @@ use std::time::Duration;
 
 use crate::fixture::machines::{Order, OrderEvent};
 use crate::fixture::sql::{Arg, Fixture, TestBackend};
+use fsm_runtime::error::BoxError;
 use fsm_runtime::inbox::Inbox;
+use fsm_runtime::outbox::SqlOutbox;
 use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay, RelayReport};
-use fsm_runtime::{
-    BoxError, EffectFuture, Error, Fingerprint, IdempotencyKey, Outcome, SqlOutbox, Store, TransitionRequest, sqlx,
-};
+use fsm_runtime::store::EffectFuture;
+use fsm_runtime::{Error, Fingerprint, IdempotencyKey, Outcome, Store, TransitionRequest, sqlx};
 use futures_util::FutureExt as _;
 
 /// What a client sends to pay an order, as fingerprinted.
@@ -55,17 +57,15 @@ fn enqueue_paid<Tx: Outbox>(topic: String, order: i64) -> impl for<'t> FnOnce(&'
 }
 
 /// The payment of `order`, by target.
-fn pay<'a, B: TestBackend>(topic: &str, order: i64) -> TransitionRequest<'a, Order, B::Connection>
+fn pay<'a, B: TestBackend>(topic: &str, order: i64) -> TransitionRequest<'a, Order, SqlTx<B>>
 where
-    B::Connection: Outbox,
 {
-    TransitionRequest::to(order, Order::Paid).effect(enqueue_paid::<B::Connection>(topic.to_owned(), order))
+    TransitionRequest::to(order, Order::Paid).effect(enqueue_paid::<SqlTx<B>>(topic.to_owned(), order))
 }
 
 /// The payment of `order` with the idempotency key `(topic, order)`.
-fn keyed_pay<'a, B: TestBackend>(topic: &str, order: i64) -> TransitionRequest<'a, Order, B::Connection>
+fn keyed_pay<'a, B: TestBackend>(topic: &str, order: i64) -> TransitionRequest<'a, Order, SqlTx<B>>
 where
-    B::Connection: Outbox,
 {
     let key = IdempotencyKey::new(topic, order).expect("a valid key");
     let fingerprint = Fingerprint::of(&PayRequest { order, amount: 100 * order }).expect("a fingerprint");
@@ -74,9 +74,7 @@ where
 
 /// A payment attempt whose second effect fails after the message was enqueued (the card is
 /// declined): nothing of it may remain.
-fn declined<B: TestBackend>(
-    request: TransitionRequest<'_, Order, B::Connection>,
-) -> TransitionRequest<'_, Order, B::Connection> {
+fn declined<B: TestBackend>(request: TransitionRequest<'_, Order, SqlTx<B>>) -> TransitionRequest<'_, Order, SqlTx<B>> {
     request.effect(|_tx| Box::pin(async { Err("card declined".into()) }))
 }
 
@@ -140,13 +138,10 @@ impl<B: TestBackend> ReceiptConsumer<B> {
     }
 }
 
-impl<B: TestBackend> Publisher for ReceiptConsumer<B>
-where
-    B::Connection: Inbox,
-{
+impl<B: TestBackend> Publisher for ReceiptConsumer<B> {
     async fn publish(&self, message: &PendingMessage) -> Result<(), BoxError> {
         let order = message.payload["order"].as_i64().ok_or("a message without an order")?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = SqlTx::begin(&self.pool).await?;
         let first = tx.record(&self.name, &message.message_id).await?;
         if first {
             let sql = format!(
@@ -211,7 +206,7 @@ async fn with_inbox_cleanup<B: TestBackend>(fx: &Fixture<B, Order>, case: impl F
 async fn at_once<B: TestBackend>(
     fx: &Arc<Fixture<B, Order>>,
     n: usize,
-    request: impl Fn(&str) -> TransitionRequest<'static, Order, B::Connection>,
+    request: impl Fn(&str) -> TransitionRequest<'static, Order, SqlTx<B>>,
 ) -> Vec<Result<Outcome<Order>, Error>> {
     let tasks: Vec<_> = (0..n)
         .map(|_| {
@@ -305,10 +300,7 @@ fn assert_deliveries(deliveries: &[Delivery], topic: &str, orders: &[i64]) -> BT
 }
 
 /// The whole chain, one step after the other, each step retried; see the file's documentation.
-async fn exactly_one_receipt_under_retries<B: TestBackend>(fx: Arc<Fixture<B, Order>>)
-where
-    B::Connection: Outbox + Inbox,
-{
+async fn exactly_one_receipt_under_retries<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
     with_inbox_cleanup(&fx, async {
         let topic = fx.table.clone();
         let receipts = receipts(&fx).await;
@@ -331,8 +323,7 @@ where
         assert_eq!(count_applied(&outcomes, false), 1);
         // Order 3: by event, three times.
         for expected in [1, 0, 0] {
-            let fire =
-                TransitionRequest::fire(3, OrderEvent::Pay).effect(enqueue_paid::<B::Connection>(topic.clone(), 3));
+            let fire = TransitionRequest::fire(3, OrderEvent::Pay).effect(enqueue_paid::<SqlTx<B>>(topic.clone(), 3));
             assert_eq!(count_applied(&[store.apply(fire).await], false), expected);
         }
         // Order 4: keyed, three times: applied, then replayed.
@@ -443,10 +434,7 @@ where
 /// Many orders paid at once (each payment sent twice at once), three relays at once with small
 /// batches, a broker that delivers every message to two consumers at once, and a consumer that
 /// fails once on every fifth order: still exactly one receipt per order.
-async fn concurrent_relays_and_duplicating_broker<B: TestBackend>(fx: Arc<Fixture<B, Order>>)
-where
-    B::Connection: Outbox + Inbox,
-{
+async fn concurrent_relays_and_duplicating_broker<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
     with_inbox_cleanup(&fx, async {
         const ORDERS: i64 = 24;
         let topic = fx.table.clone();
@@ -541,17 +529,16 @@ impl Publisher for Collecting {
 /// REPEATABLE READ over the `published_at_micros` index on MariaDB: a claim of one topic kept
 /// locks on the rows of every topic it scanned, and a relay of another topic that claimed
 /// at that moment skipped its own rows as locked and found nothing to do.)
-async fn topic_relay_skips_no_row_of_its_topic<B: TestBackend>(fx: Arc<Fixture<B, Order>>)
-where
-    B::Connection: Outbox,
-{
+async fn topic_relay_skips_no_row_of_its_topic<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
     let mine = fx.table.clone();
     let other = format!("{}_b", fx.table);
     let mut conn = fx.pool().acquire().await.unwrap();
     for n in 0..6 {
         for topic in [&mine, &other, &mine] {
             let message = OutboxMessage::new(topic.clone(), serde_json::json!({ "n": n }));
-            Outbox::enqueue(&mut *conn, message).await.unwrap();
+            let mut tx = SqlTx::begin(fx.pool()).await.unwrap();
+            tx.enqueue(message).await.unwrap();
+            tx.commit().await.unwrap();
         }
     }
     if B::LABEL == "MySQL/MariaDB" {

@@ -27,7 +27,7 @@ const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 struct Server {
     base: String,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<Result<(), fsm_runtime::BoxError>>,
+    task: JoinHandle<Result<(), fsm_runtime::error::BoxError>>,
 }
 
 impl Server {
@@ -382,7 +382,7 @@ where
 /// keyed operation, not a 500 or a 503 that invites retries.
 fn assert_data_exception_is_422(error: sqlx::Error, sqlstate: &str) {
     assert_eq!(error.as_database_error().and_then(|e| e.code()).as_deref(), Some(sqlstate), "{error}");
-    let error: fsm_runtime::BoxError = Box::new(error);
+    let error: fsm_runtime::error::BoxError = Box::new(error);
     let store_error = fsm_runtime::Error::Database {
         machine: "Payment",
         table: "payments".to_owned(),

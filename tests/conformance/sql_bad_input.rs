@@ -17,11 +17,15 @@ use std::sync::Arc;
 use crate::fixture::backends::{mapping_for, unique_table};
 use crate::fixture::machines::{Order, OrderEvent};
 use crate::fixture::sql::{Arg, Fixture, TestBackend};
+use fsm_runtime::mapping::TableMapping;
 use fsm_runtime::mapping::{InvalidIdentifier, MAX_IDENTIFIER_LEN};
-use fsm_runtime::{
-    CreateOutcome, DeleteOutcome, EntityId, Error, LockedEntity, Outcome, Snapshot, SqlStore, StateMachine, Store,
-    TableMapping, TransitionRequest, sqlx,
-};
+use fsm_runtime::store::CreateOutcome;
+use fsm_runtime::store::DeleteOutcome;
+use fsm_runtime::store::EntityId;
+use fsm_runtime::store::LockedEntity;
+use fsm_runtime::store::Snapshot;
+use fsm_runtime::store::SqlStore;
+use fsm_runtime::{Error, Outcome, StateMachine, Store, TransitionRequest, sqlx};
 
 /// (a) A table that does not exist is reported when the store is built, by name.
 async fn missing_table_is_a_schema_error<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {

@@ -10,12 +10,15 @@
 //! - an effect whose SQL fails in the database rolls back the same way, and the store keeps
 //!   working afterwards.
 
+use fsm_runtime::sql::SqlTx;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::fixture::machines::{Order, OrderEvent};
 use crate::fixture::sql::{Arg, Fixture, TestBackend};
-use fsm_runtime::{EffectFuture, Error, Outcome, Snapshot, Store, TransitionRequest};
+use fsm_runtime::store::EffectFuture;
+use fsm_runtime::store::Snapshot;
+use fsm_runtime::{Error, Outcome, Store, TransitionRequest};
 
 /// The caller's own error: the account cannot pay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +63,7 @@ fn debit<B: TestBackend>(
     account: i64,
     amount: i64,
     runs: &Arc<AtomicUsize>,
-) -> impl for<'t> FnOnce(&'t mut B::Connection) -> EffectFuture<'t> + Send + 'static {
+) -> impl for<'t> FnOnce(&'t mut SqlTx<B>) -> EffectFuture<'t> + Send + 'static {
     let sql = format!(
         "UPDATE {accounts} SET balance = balance - {} WHERE id = {} AND balance - {} >= 0",
         B::param(1),
@@ -68,7 +71,7 @@ fn debit<B: TestBackend>(
         B::param(3)
     );
     let runs = runs.clone();
-    move |conn: &mut B::Connection| -> EffectFuture<'_> {
+    move |conn: &mut SqlTx<B>| -> EffectFuture<'_> {
         Box::pin(async move {
             runs.fetch_add(1, Ordering::SeqCst);
             let updated = B::execute(conn, sql, vec![amount.into(), account.into(), amount.into()]).await?;
@@ -191,7 +194,7 @@ async fn effect_sees_its_own_transaction<B: TestBackend>(fx: Arc<Fixture<B, Orde
     let (table, accounts_in) = (fx.table.clone(), accounts.clone());
     let seen = Arc::new(Mutex::new(None));
     let seen_in = seen.clone();
-    let request = TransitionRequest::to(1, Order::Paid).effect(move |conn: &mut B::Connection| -> EffectFuture<'_> {
+    let request = TransitionRequest::to(1, Order::Paid).effect(move |conn: &mut SqlTx<B>| -> EffectFuture<'_> {
         Box::pin(async move {
             let read_row = format!("SELECT state, version FROM {table} WHERE id = {}", B::param(1));
             let debit = format!("UPDATE {accounts_in} SET balance = balance - 30 WHERE id = {}", B::param(1));
@@ -233,7 +236,7 @@ async fn effect_sql_error_rolls_back<B: TestBackend>(fx: Arc<Fixture<B, Order>>)
     for _ in 0..3 {
         let insert = format!("INSERT INTO {accounts} (id, balance) VALUES ({}, {})", B::param(1), B::param(2));
         let request = TransitionRequest::to(1, Order::Paid).effect(debit::<B>(&accounts, 1, 30, &runs)).effect(
-            move |conn: &mut B::Connection| -> EffectFuture<'_> {
+            move |conn: &mut SqlTx<B>| -> EffectFuture<'_> {
                 Box::pin(async move {
                     B::execute(conn, insert, vec![Arg::I64(1), Arg::I64(5)]).await?;
                     Ok(())
@@ -268,9 +271,9 @@ fn cross_debit<B: TestBackend>(
     first: i64,
     second: i64,
     both_locked_one: Arc<tokio::sync::Barrier>,
-) -> impl for<'t> FnOnce(&'t mut B::Connection) -> EffectFuture<'t> + Send + 'static {
+) -> impl for<'t> FnOnce(&'t mut SqlTx<B>) -> EffectFuture<'t> + Send + 'static {
     let sql = format!("UPDATE {accounts} SET balance = balance - 1 WHERE id = {}", B::param(1));
-    move |conn: &mut B::Connection| -> EffectFuture<'_> {
+    move |conn: &mut SqlTx<B>| -> EffectFuture<'_> {
         Box::pin(async move {
             B::execute(conn, sql.clone(), vec![first.into()]).await?;
             both_locked_one.wait().await;

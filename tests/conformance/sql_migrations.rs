@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use crate::fixture::machines::Order;
 use crate::fixture::sql::{Arg, Fixture, TestBackend};
-use fsm_runtime::{SqlStore, Store};
+use fsm_runtime::Store;
+use fsm_runtime::store::SqlStore;
 
 /// The versions each backend ships (`fsm-runtime/migrations/<backend>/`).
 fn shipped<B: TestBackend>() -> i64 {

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use crate::fixture::machines::{Light, LightEvent, Order, OrderEvent};
 use crate::fixture::sql::{Fixture, TestBackend};
-use fsm_runtime::{Error, HistoryEntry, Outcome, SqlStore, StateMachine, Store};
+use fsm_runtime::store::HistoryEntry;
+use fsm_runtime::store::SqlStore;
+use fsm_runtime::{Error, Outcome, StateMachine, Store};
 
 const TASKS: u64 = 32;
 const OPS_PER_TASK: usize = 200;

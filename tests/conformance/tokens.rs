@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::fixture::backends;
 use crate::fixture::{Leftovers, guarded};
+use fsm_runtime::sql::SqlTx;
 use fsm_runtime::sqlx;
 use fsm_runtime::token::{MemoryTokens, Redemption, RedisTokens, SqlTokens, TokenError, TokenStore};
 
@@ -177,20 +178,22 @@ mod in_transaction {
     use super::*;
     use crate::fixture::backends::RawAccess;
     use crate::fixture::machines::Order;
+    use fsm_runtime::sql::Backend;
+    use fsm_runtime::store::Snapshot;
+    use fsm_runtime::store::SqlStore;
     use fsm_runtime::token::RedeemToken;
-    use fsm_runtime::{Backend, Error, Snapshot, SqlStore, Store, TransitionRequest};
+    use fsm_runtime::{Error, Store, TransitionRequest};
 
     async fn shares_the_transaction<B>(store: SqlStore<Order, B>, table: String)
     where
-        B: Backend + fsm_runtime::SqlTables,
-        B::Connection: RedeemToken,
+        B: Backend + fsm_runtime::sql::Backend,
         SqlStore<Order, B>: RawAccess,
     {
         let tokens = SqlTokens::new(store.pool().clone()).await.unwrap();
         let scope = format!("{table}-checkout");
         let token = tokens.issue(&scope, Duration::from_secs(60)).await.unwrap();
         let pay = |id: i64, token: String, scope: String| {
-            TransitionRequest::<Order, B::Connection>::to(id, Order::Paid).effect(move |conn| {
+            TransitionRequest::<Order, SqlTx<B>>::to(id, Order::Paid).effect(move |conn| {
                 Box::pin(async move {
                     conn.require_token(&scope, &token).await?;
                     Ok(())

@@ -1,7 +1,11 @@
 //! Unit tests of the code `#[derive(StateMachine)]` generates: every item of the trait, the
 //! inherent `const` items, `FromStr`, `Display`, the event enum and the serde codecs.
 
-use fsm_runtime::{Edge, InvalidEvent, StateMachine, TableMapping, UnknownState};
+use fsm_runtime::StateMachine;
+use fsm_runtime::machine::Edge;
+use fsm_runtime::machine::InvalidEvent;
+use fsm_runtime::machine::UnknownState;
+use fsm_runtime::mapping::TableMapping;
 
 /// The machine of the design document, with a custom table mapping.
 #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 
 use crate::machines::{Light, Order, Ticket};
-use fsm_runtime::{CreateOutcome, DeleteOutcome, Error, MemoryStore, Outcome, StateMachine, Store, TransitionRequest};
+use fsm_runtime::store::CreateOutcome;
+use fsm_runtime::store::DeleteOutcome;
+use fsm_runtime::{Error, MemoryStore, Outcome, StateMachine, Store, TransitionRequest};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 

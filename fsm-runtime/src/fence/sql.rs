@@ -2,6 +2,7 @@
 
 use crate::fence::{CheckFence, FenceError, StaleFencingToken};
 use crate::lock::FencingToken;
+use crate::sql::Driver;
 use crate::sql::{Backend, SqlTx};
 
 /// Creates or upgrades the runtime's tables on `pool`, `fsm_fences` among them (for fences
@@ -18,11 +19,13 @@ pub async fn create_table<B: Backend>(pool: &sqlx::Pool<B>) -> Result<(), FenceE
 
 impl<B: Backend> CheckFence for SqlTx<B> {
     async fn check_fence(&mut self, resource: &str, token: FencingToken) -> Result<(), FenceError> {
-        let refused = B::raise_fence(self, resource, token.value()).await.map_err(|e| FenceError::Backend {
-            backend: B::NAME,
-            resource: resource.to_owned(),
-            operation: "check",
-            source: Box::new(e),
+        let refused = <B::Driver as Driver>::raise_fence(self, resource, token.value()).await.map_err(|e| {
+            FenceError::Backend {
+                backend: B::NAME,
+                resource: resource.to_owned(),
+                operation: "check",
+                source: Box::new(e),
+            }
         })?;
         match refused {
             None => Ok(()),

@@ -46,7 +46,7 @@ impl<B: Backend> SqlKeys<B> {
         crate::sql::migrate::migrate::<B>(&pool)
             .await
             .map_err(|e| Error::database("keys", "fsm_schema_migrations", e))?;
-        Ok(Self::with_sql(pool, KeySql::new::<B>()))
+        Ok(Self::with_sql(pool, KeySql::new::<B::Driver>()))
     }
 
     /// The keys of a pool whose tables are migrated, with statements built already.
@@ -59,7 +59,7 @@ impl<B: Backend> SqlKeys<B> {
     async fn claim(&self, tx: &mut SqlTx<B>, key: &IdempotencyKey, fingerprint: &Fingerprint) -> Result<bool, Error> {
         // A concurrent claim of the same key waits here for the first to commit (and then finds
         // it stored) or to roll back (and then claims it).
-        match self.sql.insert::<B>(&mut **tx, key, fingerprint, "", now_micros()).await {
+        match self.sql.insert::<B::Driver>(&mut **tx, key, fingerprint, "", now_micros()).await {
             Ok(inserted) => Ok(inserted != 0),
             // The first claim rolled back and the requests that waited for it deadlocked
             // (MySQL/MariaDB): nothing ran in this transaction, so claim again.
@@ -83,7 +83,7 @@ impl<B: Backend> Keys for SqlKeys<B> {
             tx.start().await.map_err(keys_error)?;
             if !self.claim(&mut tx, &key, &fingerprint).await? {
                 tx.finish_rollback().await.map_err(keys_error)?;
-                match self.sql.read::<B>(&mut tx, &key).await.map_err(keys_error)? {
+                match self.sql.read::<B::Driver>(&mut tx, &key).await.map_err(keys_error)? {
                     Some((stored_fingerprint, outcome)) => {
                         return replayed_result(&key, &fingerprint, &stored_fingerprint, &outcome);
                     }
@@ -94,7 +94,7 @@ impl<B: Backend> Keys for SqlKeys<B> {
             let Some(op) = op.take() else { break };
             let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
             let outcome = encode_result(&key, &result)?;
-            self.sql.update::<B>(&mut tx, &key, &outcome).await.map_err(keys_error)?;
+            self.sql.update::<B::Driver>(&mut tx, &key, &outcome).await.map_err(keys_error)?;
             tx.finish_commit().await.map_err(keys_error)?;
             return Ok(Once::Ran(result));
         }
@@ -108,6 +108,6 @@ impl<B: Backend> Keys for SqlKeys<B> {
 
     async fn purge_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
         let mut conn = self.pool.acquire().await.map_err(keys_error)?;
-        self.sql.purge::<B>(&mut conn, micros_before_now(older_than), source).await.map_err(keys_error)
+        self.sql.purge::<B::Driver>(&mut conn, micros_before_now(older_than), source).await.map_err(keys_error)
     }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::micros;
 use crate::lock::{ExtendOutcome, FencingToken, Lease, LeaseStore, LockError, ReleaseOutcome, check_names};
+use crate::sql::Driver;
 use crate::sql::{Backend, LeaseRequest, is_transient, leases};
 
 /// Leases in an SQL database (SQLite, PostgreSQL, MySQL/MariaDB), in the runtime-owned table
@@ -103,7 +104,7 @@ impl<B: Backend> LeaseStore for SqlLeases<B> {
         let mut conn = self.conn(resource, "acquire").await?;
         let sent_at = Instant::now();
         let request = LeaseRequest { resource, owner, ttl_micros: micros(ttl), nonce: &nonce };
-        let fence = B::acquire_lease(&mut conn, request).await.map_err(error)?;
+        let fence = <B::Driver as Driver>::acquire_lease(&mut conn, request).await.map_err(error)?;
         Ok(fence.map(|fence| Lease::new(resource, owner, FencingToken::new(fence), sent_at, ttl)))
     }
 
@@ -111,7 +112,7 @@ impl<B: Backend> LeaseStore for SqlLeases<B> {
         let mut conn = self.conn(lease.resource(), "extend").await?;
         let sent_at = Instant::now();
         let (resource, owner, fence) = (lease.resource(), lease.owner(), lease.fence().value());
-        let matched = leases::extend::<B>(&mut conn, micros(ttl), resource, owner, fence)
+        let matched = leases::extend::<B::Driver>(&mut conn, micros(ttl), resource, owner, fence)
             .await
             .map_err(|e| backend_error::<B>(lease.resource(), "extend", e))?;
         if matched == 0 {
@@ -123,7 +124,7 @@ impl<B: Backend> LeaseStore for SqlLeases<B> {
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome, LockError> {
         let mut conn = self.conn(lease.resource(), "release").await?;
-        let matched = leases::release::<B>(&mut conn, lease.resource(), lease.owner(), lease.fence().value())
+        let matched = leases::release::<B::Driver>(&mut conn, lease.resource(), lease.owner(), lease.fence().value())
             .await
             .map_err(|e| backend_error::<B>(lease.resource(), "release", e))?;
         Ok(if matched == 0 { ReleaseOutcome::NotHeld } else { ReleaseOutcome::Released })

@@ -8,6 +8,7 @@ use crate::error::{BoxError, Error};
 use crate::inbox::Inbox;
 use crate::message::new_message_id;
 use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage};
+use crate::sql::Driver;
 use crate::sql::{Backend, SqlTx, is_deadlock, outbox};
 
 /// The outbox of an SQL database, as a [`Relay`](crate::outbox::Relay)'s source. Messages are
@@ -53,11 +54,11 @@ impl<B: Backend> SqlOutbox<B> {
     /// One claiming transaction: the pending messages of the batch, leased until `until`.
     async fn claim_once(&self, now: i64, until: i64, limit: i64) -> Result<Vec<PendingMessage>, sqlx::Error> {
         let mut tx = SqlTx::idle(self.pool.acquire().await?);
-        B::before_claim(&mut tx).await?;
+        <B::Driver as Driver>::before_claim(&mut tx).await?;
         tx.start_write().await?;
-        let mut messages = outbox::pending::<B>(&mut tx, now, self.topic.as_deref(), limit).await?;
+        let mut messages = outbox::pending::<B::Driver>(&mut tx, now, self.topic.as_deref(), limit).await?;
         for message in &mut messages {
-            outbox::claim::<B>(&mut tx, until, message.sequence).await?;
+            outbox::claim::<B::Driver>(&mut tx, until, message.sequence).await?;
             message.attempts += 1;
         }
         tx.commit().await?;
@@ -86,25 +87,25 @@ impl<B: Backend> OutboxSource for SqlOutbox<B> {
 
     async fn mark_published(&self, sequence: i64) -> Result<(), Error> {
         let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
-        outbox::mark_published::<B>(&mut conn, now_micros(), sequence).await.map_err(outbox_error)
+        outbox::mark_published::<B::Driver>(&mut conn, now_micros(), sequence).await.map_err(outbox_error)
     }
 
     async fn release(&self, sequence: i64) -> Result<(), Error> {
         let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
-        outbox::release::<B>(&mut conn, sequence).await.map_err(outbox_error)
+        outbox::release::<B::Driver>(&mut conn, sequence).await.map_err(outbox_error)
     }
 }
 
 impl<B: Backend> Outbox for SqlTx<B> {
     async fn enqueue(&mut self, message: OutboxMessage) -> Result<String, BoxError> {
         let id = new_message_id();
-        outbox::insert::<B>(self, &id, &message).await?;
+        outbox::insert::<B::Driver>(self, &id, &message).await?;
         Ok(id)
     }
 }
 
 impl<B: Backend> Inbox for SqlTx<B> {
     async fn record(&mut self, consumer: &str, message_id: &str) -> Result<bool, BoxError> {
-        Ok(outbox::record_inbox::<B>(self, consumer, message_id).await?)
+        Ok(outbox::record_inbox::<B::Driver>(self, consumer, message_id).await?)
     }
 }

@@ -11,10 +11,14 @@ use crate::sql::value::{Arg, Row};
 
 /// A database the SQL stores, tokens, leases, fences and outbox run on: `sqlx::Sqlite`,
 /// `sqlx::Postgres` and `sqlx::MySql`, as the cargo features `sqlite`, `postgres` and `mysql`
-/// enable them. Sealed: its methods are the crate's own.
-pub trait Backend: sqlx::Database + private::Driver {}
-
-impl<B: private::Driver> Backend for B {}
+/// enable them. Sealed: what the crate needs of a database is its private `Driver`, which only
+/// the crate can name, implement or call (it is not a supertrait, so its methods neither show
+/// on `B::` paths nor collide with a trait of yours).
+pub trait Backend: sqlx::Database {
+    /// The crate's driver of this database (the database type itself).
+    #[doc(hidden)]
+    type Driver: private::Driver + sqlx::Database<Connection = Self::Connection>;
+}
 
 pub(crate) mod private {
     use super::*;

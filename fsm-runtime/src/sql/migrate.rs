@@ -8,6 +8,7 @@
 //! runs it once more, and keeps its rows.
 
 use crate::clock::now_micros;
+use crate::sql::backend::Backend;
 use crate::sql::backend::private::Driver;
 use crate::sql::classify::is_unique_violation;
 use crate::sql::value::{Arg, fixed, owned};
@@ -16,20 +17,25 @@ use crate::sql::value::{Arg, fixed, owned};
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS fsm_schema_migrations \
      (version BIGINT NOT NULL PRIMARY KEY, applied_at_micros BIGINT NOT NULL)";
 
-/// Runs the migrations of `B` that the database behind `pool` has not recorded.
-pub(crate) async fn migrate<B: Driver>(pool: &sqlx::Pool<B>) -> Result<(), sqlx::Error> {
+/// Runs the migrations that the database behind `pool` has not recorded.
+pub(crate) async fn migrate<B: Backend>(pool: &sqlx::Pool<B>) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    run_tolerating_races::<B>(&mut conn, CREATE_MIGRATIONS_TABLE).await?;
-    let applied = applied_versions::<B>(&mut conn).await?;
+    run::<B::Driver>(&mut conn).await
+}
+
+/// Runs the migrations of `B` that the database behind `conn` has not recorded.
+async fn run<B: Driver>(conn: &mut B::Connection) -> Result<(), sqlx::Error> {
+    run_tolerating_races::<B>(&mut *conn, CREATE_MIGRATIONS_TABLE).await?;
+    let applied = applied_versions::<B>(&mut *conn).await?;
     for &(version, script) in B::MIGRATIONS {
         if applied.contains(&version) {
             continue;
         }
-        let script = B::prepare_script(&mut conn, script).await?;
+        let script = B::prepare_script(&mut *conn, script).await?;
         for statement in script.split(";\n").map(str::trim).filter(|statement| !statement.is_empty()) {
-            run_tolerating_races::<B>(&mut conn, statement).await?;
+            run_tolerating_races::<B>(&mut *conn, statement).await?;
         }
-        record::<B>(&mut conn, version).await?;
+        record::<B>(&mut *conn, version).await?;
     }
     Ok(())
 }

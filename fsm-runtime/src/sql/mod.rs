@@ -38,7 +38,7 @@ mod tx;
 pub(crate) mod value;
 
 pub use backend::Backend;
-pub(crate) use backend::private::LeaseRequest;
+pub(crate) use backend::private::{Driver, LeaseRequest};
 pub use classify::is_transient;
 pub(crate) use classify::{is_deadlock, is_key_violation, is_unique_violation};
 pub use pool::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, pool_options};

@@ -11,6 +11,7 @@
 use sqlx::{MySql, MySqlConnection, SqlStr};
 
 use crate::mapping::TableMapping;
+use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, LeaseRequest, Migration};
 use crate::sql::leases::request_args;
 use crate::sql::mysql_procedure;
@@ -23,6 +24,10 @@ use crate::sql::value::{Arg, Row, bind, fixed, owned, texts_as_json};
 /// has neither.
 const BINARY_COLLATION: &str = "SELECT COLLATION_NAME FROM information_schema.COLLATIONS \
      WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin') ORDER BY COLLATION_NAME DESC LIMIT 1";
+
+impl Backend for MySql {
+    type Driver = Self;
+}
 
 impl Driver for MySql {
     const MIGRATIONS: &'static [Migration] = &[

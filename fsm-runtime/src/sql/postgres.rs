@@ -10,9 +10,14 @@
 use sqlx::{PgConnection, Postgres, SqlStr};
 
 use crate::mapping::TableMapping;
+use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
 use crate::sql::transition::TransitionSql;
 use crate::sql::value::{Arg, Query, Row, bind};
+
+impl Backend for Postgres {
+    type Driver = Self;
+}
 
 impl Driver for Postgres {
     const MIGRATIONS: &'static [Migration] = &[

@@ -14,9 +14,14 @@
 use sqlx::{SqlStr, Sqlite, SqliteConnection};
 
 use crate::mapping::TableMapping;
+use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
 use crate::sql::transition::TransitionSql;
 use crate::sql::value::{Arg, Row, bind, texts_as_json};
+
+impl Backend for Sqlite {
+    type Driver = Self;
+}
 
 impl Driver for Sqlite {
     const MIGRATIONS: &'static [Migration] = &[

@@ -5,6 +5,7 @@ use std::ops::{Deref, DerefMut};
 use sqlx::pool::PoolConnection;
 use sqlx_core::transaction::TransactionManager as _;
 
+use crate::sql::Driver;
 use crate::sql::backend::Backend;
 use crate::transition::Transition;
 
@@ -84,7 +85,7 @@ impl<B: Backend> SqlTx<B> {
 
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite: the write lock first).
     pub(crate) async fn start_write(&mut self) -> Result<(), sqlx::Error> {
-        let statement = B::BEGIN_WRITE.map(sqlx::SqlSafeStr::into_sql_str);
+        let statement = <B::Driver as Driver>::BEGIN_WRITE.map(sqlx::SqlSafeStr::into_sql_str);
         B::TransactionManager::begin(&mut self.conn, statement).await?;
         self.open = true;
         Ok(())

@@ -101,10 +101,10 @@ impl<B: Backend> SqlTokens<B> {
             return Ok(Redemption::Unknown);
         }
         let error = |e| backend_error::<B>(scope, "redeem", e);
-        if tokens::mark_used::<B>(conn, scope, token).await.map_err(error)? == 1 {
+        if tokens::mark_used::<B::Driver>(conn, scope, token).await.map_err(error)? == 1 {
             return Ok(Redemption::Redeemed);
         }
-        Ok(match tokens::classify::<B>(conn, scope, token).await.map_err(error)? {
+        Ok(match tokens::classify::<B::Driver>(conn, scope, token).await.map_err(error)? {
             None => Redemption::Unknown,
             Some(tokens::USED) => Redemption::AlreadyUsed,
             // Expired, or neither (only if the database's clock went back between the two
@@ -132,7 +132,7 @@ impl<B: Backend> TokenStore for SqlTokens<B> {
         let mut conn = self.pool.acquire().await.map_err(|e| backend_error::<B>(scope, "issue", e))?;
         loop {
             let token = Token::generate(scope)?;
-            match tokens::insert::<B>(&mut conn, scope, token.as_str(), micros(ttl), micros(keep)).await {
+            match tokens::insert::<B::Driver>(&mut conn, scope, token.as_str(), micros(ttl), micros(keep)).await {
                 Ok(_) => return Ok(token),
                 // 256 random bits equal to a stored token: never seen, but a new draw is cheap.
                 Err(error) if is_unique_violation(&error) => {}
@@ -148,7 +148,7 @@ impl<B: Backend> TokenStore for SqlTokens<B> {
 
     async fn purge(&self) -> Result<u64, TokenError> {
         let mut conn = self.pool.acquire().await.map_err(|e| backend_error::<B>("*", "purge", e))?;
-        tokens::purge::<B>(&mut conn).await.map_err(|e| backend_error::<B>("*", "purge", e))
+        tokens::purge::<B::Driver>(&mut conn).await.map_err(|e| backend_error::<B>("*", "purge", e))
     }
 }
 

@@ -55,7 +55,7 @@ pub mod no_prelude {
         );
         ::core::assert!(::core::matches!(
             ::fsm_runtime::StateMachine::fire(Document::Published, DocumentEvent::Withdraw),
-            Err(::fsm_runtime::InvalidEvent { machine: "document", state: "published", event: "withdraw" })
+            Err(::fsm_runtime::machine::InvalidEvent { machine: "document", state: "published", event: "withdraw" })
         ));
         ::core::assert_eq!(
             <Document as ::fsm_runtime::StateMachine>::event_sources(DocumentEvent::Withdraw),
@@ -109,15 +109,15 @@ pub mod shadowed {
     pub struct str;
     /// Shadows the primitive `bool`.
     pub struct bool;
-    /// Shadows `fsm_runtime::TableMapping`.
+    /// Shadows `fsm_runtime::mapping::TableMapping`.
     pub struct TableMapping;
     /// Shadows the `fsm_runtime::StateMachine` trait.
     pub struct StateMachine;
-    /// Shadows `fsm_runtime::Edge`.
+    /// Shadows `fsm_runtime::machine::Edge`.
     pub struct Edge;
-    /// Shadows `fsm_runtime::InvalidEvent`.
+    /// Shadows `fsm_runtime::machine::InvalidEvent`.
     pub struct InvalidEvent;
-    /// Shadows `fsm_runtime::UnknownState`.
+    /// Shadows `fsm_runtime::machine::UnknownState`.
     pub struct UnknownState;
     /// Shadows `FromStr`.
     pub trait FromStr {}

@@ -1,7 +1,8 @@
 #![deny(warnings)]
 //! `table`, `id`, `column` and `version`, and their defaults.
 
-use fsm_runtime::{StateMachine, TableMapping};
+use fsm_runtime::StateMachine;
+use fsm_runtime::mapping::TableMapping;
 
 #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
 #[state_machine(name = "invoice", table = "billing_invoices", id = "invoice_id", column = "status", version = "_rev2")]

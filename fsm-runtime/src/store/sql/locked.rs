@@ -60,7 +60,7 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
         };
         let entity = &self.store.entity;
         let matched = entity
-            .cas::<B>(&mut *self.tx, &self.id, from.as_str(), to.as_str(), version)
+            .cas::<B::Driver>(&mut *self.tx, &self.id, from.as_str(), to.as_str(), version)
             .await
             .map_err(|e| self.store.db(e))?;
         if matched != 1 {
@@ -84,7 +84,7 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
             event: None,
             at_micros: now_micros(),
         };
-        entity.insert_history::<B>(&mut *self.tx, row).await.map_err(|e| self.store.db(e))?;
+        entity.insert_history::<B::Driver>(&mut *self.tx, row).await.map_err(|e| self.store.db(e))?;
         self.snapshot = Snapshot { state: to, version: version + 1 };
         Ok(Outcome::Applied { from, to, version: version + 1 })
     }

@@ -17,6 +17,7 @@ use crate::keys::SqlKeys;
 use crate::machine::StateMachine;
 use crate::mapping::TableMapping;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
+use crate::sql::Driver;
 use crate::sql::entity::{EntitySql, HistoryRow};
 use crate::sql::keys::KeySql;
 use crate::sql::transition::{self, OneStatement, OneStatementRows, TransitionSql};
@@ -90,17 +91,17 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         crate::sql::migrate::migrate::<B>(&pool)
             .await
             .map_err(|e| Error::database(M::MACHINE, "fsm_schema_migrations", e))?;
-        let entity = EntitySql::new::<B>(&mapping);
+        let entity = EntitySql::new::<B::Driver>(&mapping);
         let mut conn = pool.acquire().await.map_err(|e| Error::database(M::MACHINE, &mapping.table, e))?;
-        entity.check::<B>(&mut conn).await.map_err(|source| Error::Schema {
+        entity.check::<B::Driver>(&mut conn).await.map_err(|source| Error::Schema {
             machine: M::MACHINE,
             table: mapping.table.to_string(),
             columns: format!("{}, {}, {}", mapping.id, mapping.state, mapping.version),
             source: Box::new(source),
         })?;
-        let transition = B::transition_sql(&mut conn, &mapping).await;
+        let transition = <B::Driver as Driver>::transition_sql(&mut conn, &mapping).await;
         drop(conn);
-        Ok(Self { pool, mapping, entity, keys: KeySql::new::<B>(), transition, machine: PhantomData })
+        Ok(Self { pool, mapping, entity, keys: KeySql::new::<B::Driver>(), transition, machine: PhantomData })
     }
 
     /// Connects to `url` with a pool of [`pool_options`] (an acquire gives up after 5 seconds: a
@@ -139,7 +140,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
 
     /// The entity's row, read on `tx`.
     async fn read_on(&self, tx: &mut SqlTx<B>, id: &EntityId) -> Result<Snapshot<M>, Error> {
-        let row = self.entity.read::<B>(&mut **tx, id, false).await.map_err(|e| self.db(e))?;
+        let row = self.entity.read::<B::Driver>(&mut **tx, id, false).await.map_err(|e| self.db(e))?;
         self.snapshot_of(id, row)
     }
 
@@ -292,7 +293,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         sql: &std::sync::Arc<str>,
         args: OneStatement<'_>,
     ) -> Result<OneStatementRows, Error> {
-        match transition::run::<B>(&mut **tx, sql, args).await {
+        match transition::run::<B::Driver>(&mut **tx, sql, args).await {
             Ok(answer) => Ok(answer),
             Err(error) if args.key.is_some() && is_key_violation(&error) => Ok(OneStatementRows::default()),
             Err(error) => Err(self.db(error)),
@@ -309,7 +310,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let Some((key, fingerprint)) = key else {
             return Ok(Classified::Row(self.read_on(tx, id).await?));
         };
-        let (row, stored) = self.entity.read_with_key::<B>(&mut **tx, id, key).await.map_err(|e| self.db(e))?;
+        let (row, stored) = self.entity.read_with_key::<B::Driver>(&mut **tx, id, key).await.map_err(|e| self.db(e))?;
         if let Some((stored_fingerprint, outcome)) = stored {
             return Ok(Classified::Replayed(replayed_transition(key, fingerprint, &stored_fingerprint, &outcome, id)));
         }
@@ -353,7 +354,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             }
             let matched = self
                 .entity
-                .cas::<B>(&mut **tx, &plan.id, from.as_str(), plan.target.as_str(), now.version)
+                .cas::<B::Driver>(&mut **tx, &plan.id, from.as_str(), plan.target.as_str(), now.version)
                 .await
                 .map_err(|e| self.db(e))?;
             if matched == 0 {
@@ -362,7 +363,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 continue;
             }
             let row = self.history_row(&plan, &entity, from.as_str(), version);
-            self.entity.insert_history::<B>(&mut **tx, row).await.map_err(|e| self.db(e))?;
+            self.entity.insert_history::<B::Driver>(&mut **tx, row).await.map_err(|e| self.db(e))?;
             self.run_effects(tx, effects.take().unwrap_or_default(), &plan, from, version).await?;
             tx.finish_commit().await.map_err(|e| self.db(e))?;
             return Ok(Outcome::Applied { from, to: plan.target, version });
@@ -379,7 +380,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         fingerprint: &Fingerprint,
         outcome: &str,
     ) -> Result<bool, Error> {
-        match self.keys.insert::<B>(&mut **tx, key, fingerprint, outcome, now_micros()).await {
+        match self.keys.insert::<B::Driver>(&mut **tx, key, fingerprint, outcome, now_micros()).await {
             Ok(inserted) => Ok(inserted != 0),
             // The key's holder rolled back and the requests that waited for it deadlocked
             // (MySQL/MariaDB); the key insert is this transaction's first statement, so
@@ -412,7 +413,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
         let id = id.into();
         let mut tx = self.tx().await?;
-        match self.entity.insert::<B>(&mut *tx, &id, state.as_str()).await {
+        match self.entity.insert::<B::Driver>(&mut *tx, &id, state.as_str()).await {
             Ok(1) => return Ok(CreateOutcome::Created { state }),
             Ok(_) => {}
             Err(error) if is_unique_violation(&error) => {}
@@ -431,9 +432,9 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         let id = id.into();
         let mut tx = self.tx().await?;
         tx.start().await.map_err(|e| self.db(e))?;
-        let deleted = self.entity.delete::<B>(&mut *tx, &id).await.map_err(|e| self.db(e))?;
+        let deleted = self.entity.delete::<B::Driver>(&mut *tx, &id).await.map_err(|e| self.db(e))?;
         self.entity
-            .delete_history::<B>(&mut *tx, &self.mapping.table, &id.to_string())
+            .delete_history::<B::Driver>(&mut *tx, &self.mapping.table, &id.to_string())
             .await
             .map_err(|e| self.db(e))?;
         tx.finish_commit().await.map_err(|e| self.db(e))?;
@@ -445,7 +446,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         let mut tx = self.tx().await?;
         let rows = self
             .entity
-            .list_history::<B>(&mut *tx, &self.mapping.table, &id.to_string())
+            .list_history::<B::Driver>(&mut *tx, &self.mapping.table, &id.to_string())
             .await
             .map_err(|e| Error::database(M::MACHINE, "fsm_history", e))?;
         rows.into_iter()
@@ -482,7 +483,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         let id = id.into();
         let mut tx = self.tx().await?;
         tx.start_write().await.map_err(|e| self.db(e))?;
-        let row = self.entity.read::<B>(&mut *tx, &id, true).await.map_err(|e| self.db(e))?;
+        let row = self.entity.read::<B::Driver>(&mut *tx, &id, true).await.map_err(|e| self.db(e))?;
         let snapshot = self.snapshot_of(&id, row)?;
         Ok(SqlLocked::new(self.clone(), tx, id, snapshot))
     }

@@ -743,3 +743,48 @@ pub async fn racing_fires_apply_once<S: Store<Order> + RawAccess + 'static>(stor
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].event.as_deref(), Some("pay"));
 }
+
+/// Idempotency keys are one set per database, shared by its machines: a key that a transition
+/// of one machine stored is taken for every other machine's transitions and keyed operations,
+/// and for the same machine's other entities; a purge through one machine's keys purges all.
+/// Memory stores built on one `MemoryKeys` behave as the SQL stores of one database.
+pub async fn one_key_across_two_machines<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    let tickets = store.tickets(&table).await;
+    store.create(1).await.unwrap();
+    tickets.create(1).await.unwrap();
+    let shared = key(&table, 1);
+    let pay = TransitionRequest::to(1, Order::Paid).idempotency_key(shared.clone(), fingerprint("one body"));
+    assert!(store.apply(pay).await.unwrap().is_applied());
+
+    // The same key and fingerprint on the other machine: taken, nothing moves.
+    let resolve =
+        TransitionRequest::fire(1, TicketEvent::Resolve).idempotency_key(shared.clone(), fingerprint("one body"));
+    let error = tickets.apply(resolve).await.unwrap_err();
+    assert!(matches!(&error, Error::IdempotencyKeyReused { key } if *key == shared.to_string()), "{error:?}");
+    assert_eq!(tickets.get(1).await.unwrap(), Snapshot { state: Ticket::Open, version: 0 });
+    assert!(tickets.history(1).await.unwrap().is_empty());
+
+    // The same key on another entity of the same machine: taken too.
+    store.create(2).await.unwrap();
+    let other = TransitionRequest::to(2, Order::Paid).idempotency_key(shared.clone(), fingerprint("one body"));
+    assert!(matches!(store.apply(other).await, Err(Error::IdempotencyKeyReused { .. })));
+    assert_eq!(store.get(2).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+
+    // A keyed operation through the other machine's keys finds it stored.
+    let keys = tickets.keys();
+    let op = keys.run_once(shared.clone(), fingerprint("an operation"), |_tx| Box::pin(async { Ok(1u8) }));
+    assert!(matches!(op.await, Err(Error::IdempotencyKeyReused { .. })));
+
+    // A key the other machine stores replays there and is taken here.
+    let second = key(&table, 2);
+    let resolve =
+        || TransitionRequest::fire(1, TicketEvent::Resolve).idempotency_key(second.clone(), fingerprint("resolve"));
+    assert!(tickets.apply(resolve()).await.unwrap().is_applied());
+    assert!(tickets.apply(resolve()).await.unwrap().is_replay());
+    let ship = TransitionRequest::to(1, Order::Shipped).idempotency_key(second.clone(), fingerprint("resolve"));
+    assert!(matches!(store.apply(ship).await, Err(Error::IdempotencyKeyReused { .. })));
+
+    // One purge through either machine's keys forgets both keys.
+    assert_eq!(store.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(tickets.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 0);
+}

@@ -11,7 +11,7 @@
 //!
 //! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
 //! `sql_migrations`, `statement_count`, `keyed_top_up`, `outbox_e2e`, `connection_loss`,
-//! `mysql_found_rows`, `mysql_procedure`, `sqlite_cancelled_batch`; the examples on every
+//! `mysql_found_rows`, `mysql_procedure`, `sqlite_cancelled_batch`, `upgrade_from_first_release`; the examples on every
 //! database: `orders_example`, `payments_service`; and the fixture's own promise:
 //! `cleanup_on_panic`.
 //!
@@ -38,6 +38,7 @@ mod sql_races;
 mod sqlite_cancelled_batch;
 mod statement_count;
 mod tokens;
+mod upgrade_from_first_release;
 
 use std::sync::Arc;
 
@@ -93,6 +94,7 @@ macro_rules! conformance {
                 concurrent_relays_share_the_work: Order,
                 strict_target_refuses_another_request: Payment,
                 retry_on_conflict_decides_again: Order,
+                one_key_across_two_machines: Order,
             );
         }
     };

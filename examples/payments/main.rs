@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The service itself (routes, handlers, the machine, problem responses) is
-//! `fsm_suite::payments`, so that `tests/payments_service.rs` can start it in process.
+//! `fsm_suite::payments`, so that `tests/conformance/payments_service.rs` can start it in process.
 
 #![forbid(unsafe_code)]
 

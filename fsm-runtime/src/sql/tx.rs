@@ -93,16 +93,19 @@ impl<B: Backend> SqlTx<B> {
 
     /// Commits the open transaction; the connection stays, for the request's next statement.
     pub(crate) async fn finish_commit(&mut self) -> Result<(), sqlx::Error> {
-        self.open = false;
         self.transition = None;
-        B::TransactionManager::commit(&mut self.conn).await
+        // Open until the commit succeeded: a failed one is rolled back at the drop, as sqlx's.
+        B::TransactionManager::commit(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
     }
 
     /// Rolls the open transaction back; the connection stays.
     pub(crate) async fn finish_rollback(&mut self) -> Result<(), sqlx::Error> {
-        self.open = false;
         self.transition = None;
-        B::TransactionManager::rollback(&mut self.conn).await
+        B::TransactionManager::rollback(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
     }
 
     /// Names the transition the effects about to run belong to.

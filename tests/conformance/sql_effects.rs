@@ -8,7 +8,8 @@
 //! - the effect's connection is the transition's transaction: it sees the moved row, which
 //!   another connection does not see until the commit;
 //! - an effect whose SQL fails in the database rolls back the same way, and the store keeps
-//!   working afterwards.
+//!   working afterwards;
+//! - an effect sees the transition it runs in (`SqlTx::transition`), a keyed operation none.
 
 use fsm_runtime::sql::SqlTx;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -318,8 +319,47 @@ async fn deadlocked_effect_is_retryable<B: TestBackend>(fx: Arc<Fixture<B, Order
     assert_eq!(balance(&fx, &accounts, 1).await + balance(&fx, &accounts, 2).await, 196);
 }
 
+/// An SQL effect sees the transition it runs in, as a memory effect does: the machine, the
+/// entity, the states it leaves and reaches, and the version it produces; a keyed operation
+/// runs in no transition. Both go through the outbox of the same `SqlTx`.
+async fn effect_sees_its_transition<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
+    use fsm_runtime::Keys as _;
+    use fsm_runtime::outbox::{Outbox as _, OutboxMessage};
+    use fsm_runtime::store::{EntityId, Transition};
+
+    let store = &fx.store;
+    store.create(7).await.unwrap();
+    let seen: Arc<Mutex<Option<Transition>>> = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let topic = fx.table.clone();
+    let pay = TransitionRequest::fire(7, OrderEvent::Pay).effect(move |tx: &mut SqlTx<B>| -> EffectFuture<'_> {
+        Box::pin(async move {
+            *record.lock().expect("seen") = tx.transition().cloned();
+            tx.enqueue(OutboxMessage::new(topic, serde_json::json!({ "order": 7 }))).await?;
+            Ok(())
+        })
+    });
+    assert!(store.apply(pay).await.unwrap().is_applied());
+    let expected = Transition { machine: "Order", id: EntityId::Int(7), from: "created", to: "paid", version: 1 };
+    assert_eq!(seen.lock().expect("seen").clone(), Some(expected));
+
+    let count = format!("SELECT COUNT(*) FROM fsm_outbox WHERE topic = {}", B::param(1));
+    assert_eq!(fx.fetch_i64(count, [Arg::from(fx.table.clone())]).await, Some(1), "the effect's message");
+
+    // The fixture's cleanup removes the keys of source `table` and the messages of topic `table`.
+    let key = fsm_runtime::IdempotencyKey::new(fx.table.clone(), 1).unwrap();
+    let fingerprint = fsm_runtime::Fingerprint::new("op").unwrap();
+    let in_transition = store
+        .keys()
+        .run_once(key, fingerprint, |tx: &mut SqlTx<B>| Box::pin(async move { Ok(tx.transition().is_some()) }))
+        .await
+        .unwrap();
+    assert_eq!(in_transition, fsm_runtime::Once::Ran(false));
+}
+
 crate::fixture::sql::per_backend!(
     deadlocked_effect_is_retryable,
+    effect_sees_its_transition,
     debit_applies_once,
     insufficient_funds_rolls_back,
     effect_sees_its_own_transaction,

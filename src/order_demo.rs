@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use fsm_runtime::error::BoxError;
 use fsm_runtime::sqlx;
-use fsm_runtime::store::CreateOutcome;
-use fsm_runtime::store::HistoryEntry;
-use fsm_runtime::store::Snapshot;
+use fsm_runtime::store::{CreateOutcome, HistoryEntry, Snapshot};
 use fsm_runtime::{Error, MySqlStore, Outcome, PostgresStore, SqliteStore, Store};
 
 use crate::order::{OrderEvent, OrderState, create_orders_table_sql};

@@ -33,8 +33,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use fsm_runtime::error::BoxError;
-use fsm_runtime::outbox::SqlOutbox;
-use fsm_runtime::outbox::{PendingMessage, Publisher, Relay};
+use fsm_runtime::outbox::{PendingMessage, Publisher, Relay, SqlOutbox};
 use fsm_runtime::sqlx;
 use fsm_runtime::store::SqlStore;
 use fsm_runtime::{Error, Keys as _, Store as _};

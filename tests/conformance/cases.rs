@@ -784,7 +784,16 @@ pub async fn one_key_across_two_machines<S: Store<Order> + RawAccess + 'static>(
     let ship = TransitionRequest::to(1, Order::Shipped).idempotency_key(second.clone(), fingerprint("resolve"));
     assert!(matches!(store.apply(ship).await, Err(Error::IdempotencyKeyReused { .. })));
 
-    // One purge through either machine's keys forgets both keys.
-    assert_eq!(store.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 2);
+    // A transition's key with the same fingerprint is no operation's, and the other way round.
+    let same = keys.run_once(shared.clone(), fingerprint("one body"), |_tx| Box::pin(async { Ok(1u8) }));
+    assert!(matches!(same.await, Err(Error::IdempotencyKeyReused { .. })));
+    let third = key(&table, 3);
+    let op = keys.run_once(third.clone(), fingerprint("body"), |_tx| Box::pin(async { Ok(3u8) }));
+    assert_eq!(op.await.unwrap(), Once::Ran(3));
+    let ship = TransitionRequest::to(1, Order::Shipped).idempotency_key(third, fingerprint("body"));
+    assert!(matches!(store.apply(ship).await, Err(Error::IdempotencyKeyReused { .. })));
+
+    // One purge through either machine's keys forgets every key.
+    assert_eq!(store.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 3);
     assert_eq!(tickets.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 0);
 }

@@ -333,3 +333,34 @@ proptest! {
         check(&ops)?;
     }
 }
+
+/// Memory keys lock one key at a time, as a key's row does on SQL: an effect of a keyed
+/// transition may run a keyed operation with another key through keys shared with another
+/// machine's store, and a transition of that machine with a third key does not wait for either.
+#[tokio::test]
+async fn keys_shared_by_machines_lock_one_key_at_a_time() {
+    use fsm_runtime::{Fingerprint, IdempotencyKey, Keys as _, Once};
+
+    let orders = std::sync::Arc::new(MemoryStore::<Order>::new());
+    let tickets = std::sync::Arc::new(MemoryStore::<Ticket>::with_keys(orders.keys()));
+    orders.create(1).await.unwrap();
+    tickets.create(1).await.unwrap();
+    let key = |seq: i64| IdempotencyKey::new("memory-keys", seq).unwrap();
+    let (keys, other_machine) = (tickets.keys(), tickets.clone());
+    let pay = TransitionRequest::to(1, Order::Paid).idempotency_key(key(1), Fingerprint::new("pay").unwrap()).effect(
+        move |_tx| {
+            Box::pin(async move {
+                let inner = keys.run_once(key(2), Fingerprint::new("inner")?, |_tx| Box::pin(async { Ok(5_u8) }));
+                assert_eq!(inner.await?, Once::Ran(5));
+                let resolve =
+                    TransitionRequest::to(1, Ticket::Resolved).idempotency_key(key(3), Fingerprint::new("resolve")?);
+                assert!(other_machine.apply(resolve).await?.is_applied());
+                Ok(())
+            })
+        },
+    );
+    let applied = tokio::time::timeout(std::time::Duration::from_secs(10), orders.apply(pay)).await;
+    assert!(applied.expect("no request waits for another key").unwrap().is_applied());
+    // The three keys are stored once each, in the keys both stores share.
+    assert_eq!(orders.keys().purge(std::time::Duration::ZERO).await.unwrap(), 3);
+}

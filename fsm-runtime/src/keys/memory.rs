@@ -1,7 +1,7 @@
 //! [`MemoryKeys`]: idempotency keys in memory, shared by the memory stores given the same handle.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,16 +24,17 @@ pub(crate) struct StoredKey {
     pub(crate) at_micros: i64,
 }
 
-/// The stored keys, held for the whole of a keyed operation or transition, so that requests
-/// with a key run one at a time.
-pub(crate) type KeyMap = HashMap<IdempotencyKey, StoredKey>;
+/// One key's slot: empty until a keyed operation or transition stores it, locked for the whole
+/// of one, so that requests with the same key run one at a time (as the key's row does on SQL),
+/// and requests with other keys do not wait.
+type KeySlot = Arc<tokio::sync::Mutex<Option<StoredKey>>>;
 
 /// Idempotency keys in memory, and the outbox their operations enqueue into: the "database" of
 /// the memory stores built with [`MemoryStore::with_keys`](crate::MemoryStore::with_keys) on the
 /// same handle. Clones share everything.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryKeys {
-    stored: Arc<tokio::sync::Mutex<KeyMap>>,
+    slots: Arc<Mutex<HashMap<IdempotencyKey, KeySlot>>>,
     outbox: MemoryOutbox,
 }
 
@@ -48,9 +49,17 @@ impl MemoryKeys {
         self.outbox.clone()
     }
 
-    /// The stored keys, locked.
-    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, KeyMap> {
-        self.stored.lock().await
+    /// The slot of `key`, locked until the guard is dropped; the map itself is locked only
+    /// to find or add the slot.
+    pub(crate) async fn lock_key(&self, key: &IdempotencyKey) -> tokio::sync::OwnedMutexGuard<Option<StoredKey>> {
+        let slot = self.slots().entry(key.clone()).or_default().clone();
+        slot.lock_owned().await
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<IdempotencyKey, KeySlot>> {
+        // Only short, non-panicking critical sections touch the map: a poisoned lock still
+        // holds a consistent map.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -62,23 +71,29 @@ impl Keys for MemoryKeys {
         T: Serialize + DeserializeOwned + Send,
         F: for<'t> FnOnce(&'t mut MemoryTx) -> OpFuture<'t, T> + Send,
     {
-        let mut keys = self.lock().await;
-        if let Some(stored) = keys.get(&key) {
+        let mut slot = self.lock_key(&key).await;
+        if let Some(stored) = slot.as_ref() {
             return replayed_result(&key, &fingerprint, &stored.fingerprint, &stored.outcome);
         }
         let mut tx = MemoryTx::default();
         let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
         self.outbox.append(tx.take_outbox());
         let outcome = encode_result(&key, &result)?;
-        keys.insert(key, StoredKey { fingerprint: fingerprint.as_str().to_owned(), outcome, at_micros: now_micros() });
+        *slot = Some(StoredKey { fingerprint: fingerprint.as_str().to_owned(), outcome, at_micros: now_micros() });
         Ok(Once::Ran(result))
     }
 
     async fn purge_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
         let cutoff = micros_before_now(older_than);
-        let mut keys = self.lock().await;
-        let before = keys.len();
-        keys.retain(|key, stored| stored.at_micros >= cutoff || source.is_some_and(|source| source != key.source()));
-        Ok(u64::try_from(before - keys.len()).unwrap_or(u64::MAX))
+        let mut purged = 0_u64;
+        self.slots().retain(|key, slot| {
+            // A slot in use (a request with this key is running) is not old: keep it.
+            let Ok(stored) = slot.try_lock() else { return true };
+            let old = stored.as_ref().is_some_and(|stored| stored.at_micros < cutoff);
+            let purge = old && source.is_none_or(|source| source == key.source());
+            purged += u64::from(purge);
+            !purge
+        });
+        Ok(purged)
     }
 }

@@ -1,27 +1,6 @@
 //! What a driver error means: transient (retry is safe), a deadlock, a unique violation.
 //! Plain predicates on `sqlx::Error`; the crate's own `Error` is built from them in `error.rs`.
 
-/// SQLSTATE codes (PostgreSQL, MySQL) and SQLite result codes of transient failures: the
-/// statement had no effect and the same request may simply be sent again.
-const TRANSIENT_CODES: &[&str] = &[
-    "40001", // serialization_failure (PostgreSQL; MySQL/MariaDB deadlock: ER_LOCK_DEADLOCK)
-    "40P01", // deadlock_detected (PostgreSQL)
-    "55P03", // lock_not_available (PostgreSQL)
-    "57014", // query_canceled: statement_timeout or a cancel request; the transaction is rolled back (PostgreSQL)
-    "57P01", // admin_shutdown (PostgreSQL)
-    "57P02", // crash_shutdown (PostgreSQL)
-    "57P03", // cannot_connect_now: the server is starting or recovering (PostgreSQL)
-    "53300", // too_many_connections (PostgreSQL)
-    "08000", "08003", "08006", "08001", "08004", // connection exceptions
-    "HY000", // MySQL: lock wait timeout is reported under this general state (checked by number below)
-    "5",     // SQLITE_BUSY
-    "6",     // SQLITE_LOCKED
-    "262",   // SQLITE_LOCKED_SHAREDCACHE
-    "261",   // SQLITE_BUSY_RECOVERY
-    "517",   // SQLITE_BUSY_SNAPSHOT
-    "773",   // SQLITE_BUSY_TIMEOUT
-];
-
 /// Whether a sqlx error is transient: the statement had no effect (or its transaction was
 /// rolled back) and the same operation may be sent again. This is the test behind
 /// `Error::is_retryable` for the store's own statements; use it
@@ -43,18 +22,27 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            let code = code.as_deref().unwrap_or("");
-            if code == "HY000" {
-                // MySQL/MariaDB: 1205 lock wait timeout, 1213 deadlock.
-                let message = db.message();
-                return message.contains("Lock wait timeout") || message.contains("Deadlock");
-            }
-            TRANSIENT_CODES.contains(&code)
-        }
+        sqlx::Error::Database(db) => database_error_is_transient(db.as_ref()),
         _ => false,
     }
+}
+
+/// A database's own error, classified by the file of the database that raised it.
+fn database_error_is_transient(error: &dyn sqlx::error::DatabaseError) -> bool {
+    #[cfg(feature = "postgres")]
+    if let Some(error) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return super::postgres::is_transient(error);
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(error) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return super::mysql::is_transient(error);
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(error) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        return super::sqlite::is_transient(error);
+    }
+    let _ = error;
+    false
 }
 
 /// Whether the driver error is a deadlock (or serialisation failure): the database rolled the

@@ -4,10 +4,11 @@
 //! one file per database with only what really differs there.
 //!
 //! - [`Backend`]: a database the layer runs on (`sqlx::Sqlite`, `sqlx::Postgres`,
-//!   `sqlx::MySql`). Sealed; its methods are on a private supertrait: two primitives (execute
-//!   and fetch over one typed argument list) and the real differences (the one-statement
-//!   transition, how a write transaction begins, the outbox claim, the lease and fence upserts,
-//!   duplicate-object errors, the migration scripts).
+//!   `sqlx::MySql`). Sealed by a hidden associated `Driver`, a trait only this crate can name
+//!   or call: two primitives (execute and fetch over one typed argument list) and the real
+//!   differences (the one-statement transition and how the store may use it, how a write
+//!   transaction begins, the outbox claim, the lease and fence upserts, duplicate-object
+//!   errors, the migration scripts), each database's in its own file.
 //! - the statements, as plain generic functions over those primitives: entity table and
 //!   history, idempotency keys, outbox and inbox, tokens, leases, fences;
 //! - one migration runner for every runtime table, recorded in `fsm_schema_migrations`;

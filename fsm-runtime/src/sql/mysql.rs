@@ -133,6 +133,13 @@ impl Driver for MySql {
     }
 }
 
+/// Whether MySQL's or MariaDB's error is transient (see [`crate::sql::is_transient`]): `1205`
+/// lock wait timeout and `1213` deadlock (its transaction was rolled back), or a connection
+/// exception (SQLSTATE class `08`).
+pub(crate) fn is_transient(error: &sqlx::mysql::MySqlDatabaseError) -> bool {
+    matches!(error.number(), 1205 | 1213) || error.code().is_some_and(|code| code.starts_with("08"))
+}
+
 /// Creates the procedure of `mapping` if missing: its `CALL`, or `None` with a warning.
 async fn create_procedure(conn: &mut MySqlConnection, mapping: &TableMapping) -> Option<String> {
     let query = owned(mysql_procedure::id_column_type_query(mapping));

@@ -66,6 +66,25 @@ impl Driver for Postgres {
     }
 }
 
+/// SQLSTATE codes of transient failures: the statement had no effect (or its transaction was
+/// rolled back) and the same request may simply be sent again.
+const TRANSIENT: &[&str] = &[
+    "40001", // serialization_failure
+    "40P01", // deadlock_detected
+    "55P03", // lock_not_available
+    "57014", // query_canceled: statement_timeout or a cancel request; the transaction is rolled back
+    "57P01", // admin_shutdown
+    "57P02", // crash_shutdown
+    "57P03", // cannot_connect_now: the server is starting or recovering
+    "53300", // too_many_connections
+    "08000", "08003", "08006", "08001", "08004", // connection exceptions
+];
+
+/// Whether PostgreSQL's error is transient (see [`crate::sql::is_transient`]).
+pub(crate) fn is_transient(error: &sqlx::postgres::PgDatabaseError) -> bool {
+    TRANSIENT.contains(&error.code())
+}
+
 /// Binds a list of texts as a `text[]`.
 fn texts_as_array<'q>(query: Query<'q, Postgres>, values: &[&'static str]) -> Result<Query<'q, Postgres>, sqlx::Error> {
     Ok(query.bind(values))

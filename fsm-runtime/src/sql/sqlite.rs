@@ -76,6 +76,22 @@ impl Driver for Sqlite {
     }
 }
 
+/// Result codes of transient failures: the database was busy or locked by another connection.
+const TRANSIENT: &[&str] = &[
+    "5",   // SQLITE_BUSY
+    "6",   // SQLITE_LOCKED
+    "262", // SQLITE_LOCKED_SHAREDCACHE
+    "261", // SQLITE_BUSY_RECOVERY
+    "517", // SQLITE_BUSY_SNAPSHOT
+    "773", // SQLITE_BUSY_TIMEOUT
+];
+
+/// Whether SQLite's error is transient (see [`crate::sql::is_transient`]).
+pub(crate) fn is_transient(error: &sqlx::sqlite::SqliteError) -> bool {
+    use sqlx::error::DatabaseError as _;
+    error.code().is_some_and(|code| TRANSIENT.contains(&code.as_ref()))
+}
+
 /// The transition batch of `mapping` (parameters as PostgreSQL's statement, the sources as a
 /// JSON array).
 fn batch(mapping: &TableMapping) -> String {

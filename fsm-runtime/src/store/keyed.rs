@@ -4,23 +4,9 @@
 use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::idempotency::{Fingerprint, IdempotencyKey};
-use crate::keys::stored::corrupt;
+use crate::keys::stored::{StoredTransition, corrupt};
 use crate::machine::StateMachine;
 use crate::outcome::Outcome;
-
-/// The stored outcome of an applied, keyed transition. The keys' table is one for every machine
-/// of a database: the machine and the entity say which transition the key belongs to (absent
-/// in what the first release stored).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct StoredTransition {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    machine: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    entity: Option<String>,
-    from: String,
-    to: String,
-    version: i64,
-}
 
 /// The text stored under a key for an applied transition of entity `id`.
 pub(crate) fn encode_applied<M: StateMachine>(id: &EntityId, from: M, to: M, version: i64) -> String {
@@ -47,7 +33,11 @@ pub(crate) fn replayed_transition<M: StateMachine>(
     if stored_fingerprint != fingerprint.as_str() {
         return Err(Error::IdempotencyKeyReused { key: key.to_string() });
     }
-    let outcome: StoredTransition = serde_json::from_str(stored).map_err(|e| corrupt(key, stored, e))?;
+    let value: serde_json::Value = serde_json::from_str(stored).map_err(|e| corrupt(key, stored, e))?;
+    // Valid JSON of another shape: the result of a keyed operation stored under this key.
+    let Ok(outcome) = serde_json::from_value::<StoredTransition>(value) else {
+        return Err(Error::IdempotencyKeyReused { key: key.to_string() });
+    };
     let other_machine = outcome.machine.as_deref().is_some_and(|machine| machine != M::MACHINE);
     let other_entity = outcome.entity.as_deref().is_some_and(|entity| entity != id.to_string());
     if other_machine || other_entity {

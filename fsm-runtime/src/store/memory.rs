@@ -259,8 +259,8 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         let Some((key, fingerprint)) = key else {
             return self.apply_unkeyed(id, target, expected_version, effects).await;
         };
-        let mut keys = self.keys.lock().await;
-        if let Some(stored) = keys.get(&key) {
+        let mut slot = self.keys.lock_key(&key).await;
+        if let Some(stored) = slot.as_ref() {
             return replayed_transition(&key, &fingerprint, &stored.fingerprint, &stored.outcome, &id);
         }
         let outcome = self.apply_unkeyed(id.clone(), target, expected_version, effects).await?;
@@ -270,7 +270,7 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
                 outcome: encode_applied(&id, from, to, version),
                 at_micros: now_micros(),
             };
-            keys.insert(key, stored);
+            *slot = Some(stored);
         }
         Ok(outcome)
     }

@@ -41,7 +41,7 @@ async fn run<B: Driver>(conn: &mut B::Connection) -> Result<(), sqlx::Error> {
 }
 
 /// The versions recorded in `fsm_schema_migrations`.
-pub(crate) async fn applied_versions<B: Driver>(conn: &mut B::Connection) -> Result<Vec<i64>, sqlx::Error> {
+async fn applied_versions<B: Driver>(conn: &mut B::Connection) -> Result<Vec<i64>, sqlx::Error> {
     let rows = B::fetch(conn, fixed("SELECT version FROM fsm_schema_migrations ORDER BY version"), &[]).await?;
     rows.iter().map(|row| row.int(0)).collect()
 }

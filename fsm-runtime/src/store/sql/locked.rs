@@ -30,10 +30,6 @@ impl<M: StateMachine, B: Backend> SqlLocked<M, B> {
     pub(crate) fn new(store: SqlStore<M, B>, tx: SqlTx<B>, id: EntityId, snapshot: Snapshot<M>) -> Self {
         Self { store, tx, id, snapshot }
     }
-
-    fn db(&self, error: sqlx::Error) -> Error {
-        self.store.db(error)
-    }
 }
 
 impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
@@ -91,6 +87,6 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
 
     async fn commit(mut self) -> Result<(), Error> {
         let committed = self.tx.finish_commit().await;
-        committed.map_err(|e| self.db(e))
+        committed.map_err(|e| self.store.db(e))
     }
 }

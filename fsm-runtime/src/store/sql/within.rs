@@ -37,7 +37,7 @@ use crate::store::sql::SqlStore;
 ///   [`commit`](SqlTx::commit) rolls back and fails.
 ///
 /// ```
-/// use fsm_runtime::{Outcome, SqliteStore, StateMachine};
+/// use fsm_runtime::{Outcome, SqliteStore, StateMachine, Store};
 /// use fsm_runtime::sqlx::{self, sqlite::SqlitePoolOptions};
 ///
 /// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]

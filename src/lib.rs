@@ -32,3 +32,8 @@ pub struct OutboxAndInboxDoctests;
 #[doc = include_str!("../docs/tokens-and-leases.md")]
 #[cfg(doctest)]
 pub struct TokensAndLeasesDoctests;
+
+/// The Rust code blocks of `docs/caller-transaction.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/caller-transaction.md")]
+#[cfg(doctest)]
+pub struct CallerTransactionDoctests;

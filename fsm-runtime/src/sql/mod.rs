@@ -43,4 +43,5 @@ pub(crate) use backend::private::{Driver, LeaseRequest};
 pub use classify::is_transient;
 pub(crate) use classify::{is_deadlock, is_key_violation, is_unique_violation};
 pub use pool::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, pool_options};
+pub(crate) use tx::Nested;
 pub use tx::SqlTx;

@@ -26,8 +26,9 @@ pub struct TransitionSql {
     pub(crate) plain: Option<Arc<str>>,
     /// The statement that also stores the request's idempotency key with the outcome.
     pub(crate) keyed: Option<Arc<str>>,
-    /// Whether the statement may run inside a transaction the store opened for effects (it is
-    /// one statement); `false` for a batch or a procedure that commits itself.
+    /// Whether the statement may run inside an open transaction: the one the store opens for
+    /// effects, or a savepoint of the caller's (it is one statement); `false` for a batch or a
+    /// procedure that commits itself.
     pub(crate) nests: bool,
     /// Whether a plain read should come first for a request without key or effects, the
     /// statement running only for a row in a legal source (SQLite: a write transaction costs
@@ -36,10 +37,11 @@ pub struct TransitionSql {
 }
 
 impl TransitionSql {
-    /// The statement for a request with or without a key, with or without effects; `None`:
-    /// the store reads, then runs a compare-and-set in a transaction of its own.
-    pub(crate) fn statement(&self, keyed: bool, with_effects: bool) -> Option<&Arc<str>> {
-        if with_effects && !self.nests {
+    /// The statement for a request with or without a key, inside a transaction or not (with
+    /// effects, or in the caller's transaction); `None`: the store reads, then runs a
+    /// compare-and-set in a transaction (or savepoint) of its own.
+    pub(crate) fn statement(&self, keyed: bool, in_transaction: bool) -> Option<&Arc<str>> {
+        if in_transaction && !self.nests {
             return None;
         }
         if keyed { self.keyed.as_ref() } else { self.plain.as_ref() }

@@ -4,10 +4,12 @@
 //! statements from [`crate::sql`]. Each database's file there says what its transition sends.
 
 mod locked;
+mod within;
 
 use std::marker::PhantomData;
 
 pub use locked::SqlLocked;
+pub use within::Within;
 
 use crate::clock::{micros_before_now, now_micros};
 use crate::entity_id::EntityId;
@@ -148,6 +150,36 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             .map_err(|e| Error::database(M::MACHINE, "fsm_schema_migrations", e))
     }
 
+    /// Begins a transaction of the caller's on a connection of the store's pool, for
+    /// transitions of this and other stores on the same database ([`SqlStore::within`]) and the
+    /// caller's own statements, committed or rolled back together by the caller. As
+    /// [`SqlTx::begin`], except that SQLite takes the write lock first (`BEGIN IMMEDIATE`) and
+    /// MySQL/MariaDB reads at READ COMMITTED, so that a request that lost a race reads the
+    /// winner's outcome, as on PostgreSQL.
+    pub async fn begin(&self) -> Result<SqlTx<B>, Error> {
+        let mut tx = self.tx().await?;
+        tx.start_for_transitions().await.map_err(|e| self.db(e))?;
+        Ok(tx)
+    }
+
+    /// The store's operations inside the caller's transaction `tx`, which they never commit;
+    /// see [`Within`].
+    pub fn within<'t>(&'t self, tx: &'t mut SqlTx<B>) -> Within<'t, M, B> {
+        Within::new(self, tx)
+    }
+
+    /// Inserts the entity on `tx`, or reads the row that exists.
+    async fn create_on(&self, tx: &mut SqlTx<B>, id: &EntityId, state: M) -> Result<CreateOutcome<M>, Error> {
+        match self.entity.insert::<B::Driver>(&mut **tx, id, state.as_str()).await {
+            Ok(1) => return Ok(CreateOutcome::Created { state }),
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => {}
+            Err(error) => return Err(self.db(error)),
+        }
+        let existing = self.read_on(tx, id).await?.now;
+        Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
+    }
+
     fn db(&self, error: sqlx::Error) -> Error {
         Error::database(M::MACHINE, &self.mapping.table, error)
     }
@@ -222,8 +254,35 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         }
     }
 
+    /// Runs `request` on `tx`: its own connection (no transaction open), or the caller's
+    /// transaction ([`Within`]).
+    async fn apply_request(
+        &self,
+        tx: &mut SqlTx<B>,
+        request: TransitionRequest<'_, M, SqlTx<B>>,
+    ) -> Result<Outcome<M>, Error> {
+        let TransitionRequest { id, target, expected_version, key, audit, effects } = request;
+        let key_text = key.as_ref().map(|(key, _)| key.to_string());
+        let metadata = audit.metadata.as_ref().map(serde_json::Value::to_string);
+        let extras = Extras {
+            key: key.as_ref().map(|(key, fingerprint)| (key, fingerprint)),
+            audit: AuditRow {
+                actor: audit.actor.as_deref(),
+                reason: audit.reason.as_deref(),
+                key: key_text.as_deref(),
+                metadata: metadata.as_deref(),
+            },
+        };
+        let plan = Plan::resolve(&id, target, expected_version)?;
+        self.apply_on(tx, &id, plan, effects, extras, expected_version).await
+    }
+
     /// Decides the request on `tx`: reads first where the database's transition wants it,
     /// then the one-statement transition or the read-then-compare-and-set.
+    ///
+    /// On a transaction already open (the caller's) the request is nested: each attempt runs
+    /// in a savepoint of its own, so that a failed statement (a key stored by another request,
+    /// which PostgreSQL reports as an error) rolls back only the attempt, and nothing commits.
     async fn apply_on(
         &self,
         tx: &mut SqlTx<B>,
@@ -233,6 +292,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         extras: Extras<'_>,
         expected_version: Option<i64>,
     ) -> Result<Outcome<M>, Error> {
+        let nested = tx.in_transaction();
         let (plan, read) = match plan {
             Resolution::Ready(plan) => (plan, None),
             Resolution::NeedsState { event } => {
@@ -249,7 +309,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 }
             }
         };
-        if self.transition.read_first && extras.key.is_none() && effects.is_empty() && read.is_none() {
+        if self.transition.read_first && !nested && extras.key.is_none() && effects.is_empty() && read.is_none() {
             // A replay or a refused request ends with this read, without the statement's write
             // lock; a row in a legal source goes on to the statement, which checks again.
             let now = self.read_on(tx, &plan.id).await?.now;
@@ -257,13 +317,16 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 return already_applied(&plan.id, state, version);
             }
         }
-        self.apply_one_statement(tx, plan, effects, extras, read).await
+        self.apply_one_statement(tx, plan, effects, extras, read, nested).await
     }
 
     /// The compare-and-set and the history row (and, on PostgreSQL, the idempotency key) in
     /// the database's one-statement transition; the statement also returns the row it missed,
     /// which classifies the miss, except for a keyed request, whose key is read with the row.
     /// Where the database has no statement for this request, [`Self::apply_read_then_cas`].
+    /// `nested`: inside the caller's transaction, where the statement runs in a savepoint
+    /// (only a statement that [nests](TransitionSql::nests): a batch or a procedure that
+    /// commits itself must not run in the caller's transaction).
     async fn apply_one_statement(
         &self,
         tx: &mut SqlTx<B>,
@@ -271,10 +334,11 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         effects: Vec<Effect<'_, SqlTx<B>>>,
         extras: Extras<'_>,
         read: Option<Found<M>>,
+        nested: bool,
     ) -> Result<Outcome<M>, Error> {
         let key = extras.key;
-        let Some(sql) = self.transition.statement(key.is_some(), !effects.is_empty()).cloned() else {
-            return self.apply_read_then_cas(tx, plan, effects, extras, read).await;
+        let Some(sql) = self.transition.statement(key.is_some(), !effects.is_empty() || nested).cloned() else {
+            return self.apply_read_then_cas(tx, plan, effects, extras, read, nested).await;
         };
         let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
         let mut effects = Some(effects);
@@ -288,7 +352,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 key,
             };
             let pending = effects.take().unwrap_or_default();
-            let answer = if pending.is_empty() {
+            let answer = if pending.is_empty() && !nested {
                 self.run_statement(tx, &sql, args).await?
             } else {
                 tx.start().await.map_err(|e| self.db(e))?;
@@ -364,7 +428,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// Read, decide, then a compare-and-set on the observed state and version with the key,
     /// the history row and the effects in one transaction, all on `tx`. `read` is the row this
     /// request read already (a cyclic event's read, with its key checked): the first attempt
-    /// decides on it instead of reading again.
+    /// decides on it instead of reading again. `nested`: each attempt is a savepoint of the
+    /// caller's transaction.
     async fn apply_read_then_cas(
         &self,
         tx: &mut SqlTx<B>,
@@ -372,9 +437,11 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         effects: Vec<Effect<'_, SqlTx<B>>>,
         extras: Extras<'_>,
         mut read: Option<Found<M>>,
+        nested: bool,
     ) -> Result<Outcome<M>, Error> {
         let key = extras.key;
         let mut effects = Some(effects);
+        let mut missed = None;
         for _ in 0..MAX_ATTEMPTS {
             let Found { now, id: stored } = match read.take() {
                 Some(found) => found,
@@ -383,6 +450,12 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                     Classified::Row(found) => found,
                 },
             };
+            if nested && missed == Some(now) {
+                // The caller's transaction reads a snapshot older than what made the attempt
+                // miss (REPEATABLE READ): reading again would loop on it.
+                return Err(self.stale_snapshot(&plan));
+            }
+            missed = Some(now);
             let from = match plan.decide(now.state, now.version)? {
                 Decision::AlreadyApplied { state, version } => return already_applied(&plan.id, state, version),
                 Decision::Apply { from } => from,
@@ -390,7 +463,9 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             let version = now.version + 1;
             tx.start().await.map_err(|e| self.db(e))?;
             if let Some((key, fingerprint)) = key
-                && !self.claim_key(tx, key, fingerprint, &encode_applied(&stored, from, plan.target, version)).await?
+                && !self
+                    .claim_key(tx, key, fingerprint, &encode_applied(&stored, from, plan.target, version), nested)
+                    .await?
             {
                 // Stored by a concurrent request with the same key: read it again.
                 tx.finish_rollback().await.map_err(|e| self.db(e))?;
@@ -424,13 +499,15 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         key: &IdempotencyKey,
         fingerprint: &Fingerprint,
         outcome: &str,
+        nested: bool,
     ) -> Result<bool, Error> {
         match self.keys.insert::<B::Driver>(&mut **tx, key, fingerprint, outcome, now_micros()).await {
             Ok(inserted) => Ok(inserted != 0),
             // The key's holder rolled back and the requests that waited for it deadlocked
             // (MySQL/MariaDB); the key insert is this transaction's first statement, so
-            // nothing ran: read and claim again.
-            Err(error) if is_deadlock(&error) => Ok(false),
+            // nothing ran: read and claim again. Not inside the caller's transaction, which the
+            // deadlock rolled back whole: there it is a retryable error.
+            Err(error) if is_deadlock(&error) && !nested => Ok(false),
             Err(error) => Err(self.db(error)),
         }
     }
@@ -447,6 +524,20 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let (table, entity) = (&self.mapping.table, stored.to_string());
         let rows = self.entity.list_history::<B::Driver>(&mut *tx, table, M::MACHINE, &entity, all).await;
         rows.map_err(|e| self.history_db(e))?.into_iter().map(|row| history_entry(&stored, row)).collect()
+    }
+
+    fn stale_snapshot(&self, plan: &Plan<M>) -> Error {
+        Error::Database {
+            machine: M::MACHINE,
+            table: self.mapping.table.to_string(),
+            retryable: true,
+            source: format!(
+                "entity `{}` moved after the snapshot of the caller's transaction (REPEATABLE READ): \
+                 roll the transaction back and retry it, or begin it with `SqlStore::begin`",
+                plan.id
+            )
+            .into(),
+        }
     }
 
     fn too_many_attempts(&self, plan: &Plan<M>) -> Error {
@@ -494,16 +585,8 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     type Keys = SqlKeys<B>;
 
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
-        let id = id.into();
         let mut tx = self.tx().await?;
-        match self.entity.insert::<B::Driver>(&mut *tx, &id, state.as_str()).await {
-            Ok(1) => return Ok(CreateOutcome::Created { state }),
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => {}
-            Err(error) => return Err(self.db(error)),
-        }
-        let existing = self.read_on(&mut tx, &id).await?.now;
-        Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
+        self.create_on(&mut tx, &id.into(), state).await
     }
 
     async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {
@@ -552,24 +635,11 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
-        let TransitionRequest { id, target, expected_version, key, audit, effects } = request;
-        let key_text = key.as_ref().map(|(key, _)| key.to_string());
-        let metadata = audit.metadata.as_ref().map(serde_json::Value::to_string);
-        let extras = Extras {
-            key: key.as_ref().map(|(key, fingerprint)| (key, fingerprint)),
-            audit: AuditRow {
-                actor: audit.actor.as_deref(),
-                reason: audit.reason.as_deref(),
-                key: key_text.as_deref(),
-                metadata: metadata.as_deref(),
-            },
-        };
-        let plan = Plan::resolve(&id, target, expected_version)?;
         // One pooled connection for the whole request: the reads, the statement and the
         // effects' transaction. Dropped halfway (the caller gave up), it is closed, not pooled.
         let mut tx = self.tx().await?;
         tx.close_unless_finished();
-        let outcome = self.apply_on(&mut tx, &id, plan, effects, extras, expected_version).await;
+        let outcome = self.apply_request(&mut tx, request).await;
         tx.finished();
         outcome
     }

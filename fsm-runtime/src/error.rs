@@ -3,7 +3,7 @@
 use crate::entity_id::EntityId;
 use crate::idempotency::InvalidKey;
 use crate::mapping::InvalidIdentifier;
-use crate::store::ColumnProblem;
+use crate::column_problem::ColumnProblem;
 
 /// A boxed error, as returned by an effect.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -7,7 +7,7 @@ use crate::entity_id::EntityId;
 use crate::mapping::TableMapping;
 use crate::sql::backend::private::Driver;
 use crate::sql::value::{Arg, owned};
-use crate::store::ColumnValue;
+use crate::column_value::ColumnValue;
 
 /// `INSERT INTO t (id, state, version, c1, …) VALUES (?1, ?2, 0, ?3, …)`, ignoring a duplicate id
 /// where the database can say so (and only a duplicate id: another unique column's violation is

@@ -1,6 +1,5 @@
 //! The storage contract every adapter implements, and the adapters.
 
-mod column_value;
 pub(crate) mod keyed;
 mod locked;
 mod memory;
@@ -17,10 +16,11 @@ pub use crate::memory_tx::MemoryTx;
 pub use crate::outbox::MemoryOutbox;
 pub use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Snapshot};
 pub use crate::transition::Transition;
-pub use column_value::ColumnValue;
+pub use crate::column_problem::ColumnProblem;
+pub use crate::column_value::ColumnValue;
 pub use locked::LockedEntity;
 pub use memory::{MemoryLocked, MemoryStore};
-pub use new_entity::{ColumnProblem, NewEntity};
+pub use new_entity::NewEntity;
 pub use request::{Effect, EffectFuture, Target, TransitionRequest};
 #[cfg(feature = "_sql")]
 pub use sql::{SqlLocked, SqlStore};

@@ -5,7 +5,8 @@ use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::machine::StateMachine;
 use crate::mapping::{TableMapping, is_valid_identifier};
-use crate::store::ColumnValue;
+use crate::column_problem::ColumnProblem;
+use crate::column_value::ColumnValue;
 
 /// An entity to insert together with its own business columns, in one statement: the id, the
 /// state (the machine's initial state unless [`NewEntity::state`] says otherwise), and
@@ -33,24 +34,6 @@ pub struct NewEntity<M> {
     id: EntityId,
     state: M,
     columns: Vec<(String, ColumnValue)>,
-}
-
-/// Why a column of a [`NewEntity`] was refused (see [`Error::InvalidColumn`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ColumnProblem {
-    /// The name is not a plain SQL identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes).
-    #[error(
-        "it is not a valid SQL identifier (a letter or `_` followed by letters, digits or `_`, at most {} bytes)",
-        crate::mapping::MAX_IDENTIFIER_LEN
-    )]
-    InvalidIdentifier,
-    /// The column is the mapping's id, state or version column, which the store writes.
-    #[error("it is the {0}, which the store writes itself")]
-    Reserved(&'static str),
-    /// The column is given twice.
-    #[error("it is given more than once")]
-    Duplicate,
 }
 
 impl<M: StateMachine> NewEntity<M> {

@@ -148,7 +148,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// #     Paid,
     /// # }
     /// use fsm_runtime::store::{CreateOutcome, NewEntity};
-    /// use fsm_runtime::{SqliteStore, sqlx};
+    /// use fsm_runtime::{SqliteStore, Store, sqlx};
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;

@@ -1,9 +1,9 @@
 //! The error of every store operation.
 
+use crate::column_problem::ColumnProblem;
 use crate::entity_id::EntityId;
 use crate::idempotency::InvalidKey;
 use crate::mapping::InvalidIdentifier;
-use crate::column_problem::ColumnProblem;
 
 /// A boxed error, as returned by an effect.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

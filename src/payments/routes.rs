@@ -188,7 +188,8 @@ async fn create_payment<B: Ledger>(
                 if B::account_balance(&mut **tx, &account_id).await?.is_none() {
                     return Err(UnknownAccount(account_id).into());
                 }
-                let payment = NewEntity::new(id.as_str()).column("account_id", account_id.as_str()).column("amount", amount);
+                let payment =
+                    NewEntity::new(id.as_str()).column("account_id", account_id.as_str()).column("amount", amount);
                 let state = match store.create_with_on(&mut **tx, payment).await? {
                     CreateOutcome::Created { state } => state,
                     CreateOutcome::AlreadyExists { .. } => return Err(format!("payment id `{id}` is taken").into()),

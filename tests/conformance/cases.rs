@@ -802,7 +802,10 @@ pub async fn one_key_across_two_machines<S: Store<Order> + RawAccess + 'static>(
 
 /// `create_with` writes the entity's own columns, the state and version 0 in one row; a column
 /// left out is `NULL`; `state` chooses another state than the initial one.
-pub async fn create_with_writes_one_row<S: Store<Order> + RawAccess + RawColumns + 'static>(store: Arc<S>, table: String) {
+pub async fn create_with_writes_one_row<S: Store<Order> + RawAccess + RawColumns + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
     store.add_columns(&table).await;
     let payment = NewEntity::new(1).column("amount", 1250_i64).column("currency", "EUR");
     assert_eq!(store.create_with(payment).await.unwrap(), CreateOutcome::Created { state: Order::Created });
@@ -831,14 +834,20 @@ pub async fn create_with_existing_changes_nothing<S: Store<Order> + RawAccess + 
     store.create_with(NewEntity::new(1).column("amount", 1250_i64).column("currency", "EUR")).await.unwrap();
     store.transition(1, Order::Paid).await.unwrap();
     let again = NewEntity::new(1).column("amount", 9999_i64).column("currency", "USD").column("note", "again");
-    assert_eq!(store.create_with(again).await.unwrap(), CreateOutcome::AlreadyExists { state: Order::Paid, version: 1 });
+    assert_eq!(
+        store.create_with(again).await.unwrap(),
+        CreateOutcome::AlreadyExists { state: Order::Paid, version: 1 }
+    );
     let row = store.read_row(&table, 1).await.expect("the row");
     assert_eq!((row.state.as_str(), row.version), ("paid", 1));
     assert_eq!((row.get("amount"), row.get("currency")), (&ColumnValue::Int(1250), &ColumnValue::Text("EUR".into())));
     assert_eq!(row.get("note"), &ColumnValue::Null);
     store.create(2).await.unwrap();
     let late = NewEntity::new(2).state(Order::Shipped).column("amount", 5_i64);
-    assert_eq!(store.create_with(late).await.unwrap(), CreateOutcome::AlreadyExists { state: Order::Created, version: 0 });
+    assert_eq!(
+        store.create_with(late).await.unwrap(),
+        CreateOutcome::AlreadyExists { state: Order::Created, version: 0 }
+    );
     assert_eq!(store.read_row(&table, 2).await.expect("the row").get("amount"), &ColumnValue::Null);
 }
 
@@ -850,9 +859,17 @@ pub async fn create_with_refuses_bad_columns<S: Store<Order> + RawAccess + RawCo
 ) {
     store.add_columns(&table).await;
     let cases: [(NewEntity<Order>, &str, ColumnProblem); 6] = [
-        (NewEntity::new(1).column("amount; DROP TABLE x", 1_i64), "amount; DROP TABLE x", ColumnProblem::InvalidIdentifier),
+        (
+            NewEntity::new(1).column("amount; DROP TABLE x", 1_i64),
+            "amount; DROP TABLE x",
+            ColumnProblem::InvalidIdentifier,
+        ),
         (NewEntity::new(1).column("", 1_i64), "", ColumnProblem::InvalidIdentifier),
-        (NewEntity::new(1).column("amount", 1_i64).column("state", "paid"), "state", ColumnProblem::Reserved("state column")),
+        (
+            NewEntity::new(1).column("amount", 1_i64).column("state", "paid"),
+            "state",
+            ColumnProblem::Reserved("state column"),
+        ),
         (NewEntity::new(1).column("ID", 2_i64), "ID", ColumnProblem::Reserved("id column")),
         (NewEntity::new(1).column("version", 5_i64), "version", ColumnProblem::Reserved("version column")),
         (NewEntity::new(1).column("amount", 1_i64).column("Amount", 2_i64), "Amount", ColumnProblem::Duplicate),
@@ -886,7 +903,10 @@ pub async fn create_with_unknown_column_writes_nothing<S: Store<Order> + RawAcce
         return;
     }
     let error = store.create_with(entity).await.unwrap_err();
-    assert!(matches!(&error, Error::Database { machine: "Order", table: t, retryable: false, .. } if *t == table), "{error:?}");
+    assert!(
+        matches!(&error, Error::Database { machine: "Order", table: t, retryable: false, .. } if *t == table),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("no_such_column"), "the database names the column: {error}");
     assert_eq!(store.read_row(&table, 1).await, None);
     assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }));
@@ -959,7 +979,10 @@ where
     assert!(store.apply(pay().effect(enqueue_receipt::<S::Tx>(table.clone()))).await.unwrap().is_applied());
     assert_eq!(clone.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
     assert_eq!(clone.history(1).await.unwrap().len(), 1);
-    assert_eq!(clone.apply(pay()).await.unwrap(), Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 });
+    assert_eq!(
+        clone.apply(pay()).await.unwrap(),
+        Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 }
+    );
     let relay = Relay::new(clone.outbox(&table).await).lease(std::time::Duration::from_secs(30));
     assert_eq!(relay.run_once(&Recorder::default()).await.unwrap(), RelayReport { published: 1, failed: 0 });
     assert_eq!(clone.delete(1).await.unwrap(), DeleteOutcome::Deleted);

@@ -3,11 +3,11 @@
 //! validated (`[A-Za-z_][A-Za-z0-9_]*`) and quoted; every value a bound parameter, `NULL` the
 //! keyword (a `NULL` parameter of PostgreSQL has a type, which a column of another type refuses).
 
+use crate::column_value::ColumnValue;
 use crate::entity_id::EntityId;
 use crate::mapping::TableMapping;
 use crate::sql::backend::private::Driver;
 use crate::sql::value::{Arg, owned};
-use crate::column_value::ColumnValue;
 
 /// `INSERT INTO t (id, state, version, c1, …) VALUES (?1, ?2, 0, ?3, …)`, ignoring a duplicate id
 /// where the database can say so (and only a duplicate id: another unique column's violation is

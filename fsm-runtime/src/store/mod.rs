@@ -11,13 +11,13 @@ mod sql;
 
 use std::future::Future;
 
+pub use crate::column_problem::ColumnProblem;
+pub use crate::column_value::ColumnValue;
 pub use crate::keys::OpFuture;
 pub use crate::memory_tx::MemoryTx;
 pub use crate::outbox::MemoryOutbox;
 pub use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Snapshot};
 pub use crate::transition::Transition;
-pub use crate::column_problem::ColumnProblem;
-pub use crate::column_value::ColumnValue;
 pub use locked::LockedEntity;
 pub use memory::{MemoryLocked, MemoryStore};
 pub use new_entity::NewEntity;

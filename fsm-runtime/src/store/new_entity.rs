@@ -1,12 +1,12 @@
 //! [`NewEntity`]: an entity to insert with its own columns, by
 //! [`Store::create_with`](crate::Store::create_with).
 
+use crate::column_problem::ColumnProblem;
+use crate::column_value::ColumnValue;
 use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::machine::StateMachine;
 use crate::mapping::{TableMapping, is_valid_identifier};
-use crate::column_problem::ColumnProblem;
-use crate::column_value::ColumnValue;
 
 /// An entity to insert together with its own business columns, in one statement: the id, the
 /// state (the machine's initial state unless [`NewEntity::state`] says otherwise), and
@@ -98,7 +98,8 @@ impl<M: StateMachine> NewEntity<M> {
         if !is_valid_identifier(name) {
             return Some(ColumnProblem::InvalidIdentifier);
         }
-        let reserved = [("id column", &mapping.id), ("state column", &mapping.state), ("version column", &mapping.version)];
+        let reserved =
+            [("id column", &mapping.id), ("state column", &mapping.state), ("version column", &mapping.version)];
         if let Some((role, _)) = reserved.iter().find(|(_, column)| column.eq_ignore_ascii_case(name)) {
             return Some(ColumnProblem::Reserved(role));
         }

@@ -826,7 +826,7 @@ pub async fn create_with_writes_one_row<S: Store<Order> + RawAccess + RawColumns
 
 /// A second `create_with` of an existing id is `AlreadyExists` and changes none of its columns,
 /// whether the entity was made by `create_with` or by `create`.
-pub async fn create_with_existing_changes_nothing<S: Store<Order> + RawAccess + RawColumns + 'static>(
+pub async fn create_with_existing_unchanged<S: Store<Order> + RawAccess + RawColumns + 'static>(
     store: Arc<S>,
     table: String,
 ) {
@@ -892,7 +892,7 @@ pub async fn create_with_refuses_bad_columns<S: Store<Order> + RawAccess + RawCo
 
 /// A column the table does not have is the database's error naming the table, and the one
 /// statement wrote nothing; the memory store, which has no schema, keeps any column.
-pub async fn create_with_unknown_column_writes_nothing<S: Store<Order> + RawAccess + RawColumns + 'static>(
+pub async fn create_with_unknown_column<S: Store<Order> + RawAccess + RawColumns + 'static>(
     store: Arc<S>,
     table: String,
 ) {

@@ -96,9 +96,9 @@ macro_rules! conformance {
                 retry_on_conflict_decides_again: Order,
                 one_key_across_two_machines: Order,
                 create_with_writes_one_row: Order,
-                create_with_existing_changes_nothing: Order,
+                create_with_existing_unchanged: Order,
                 create_with_refuses_bad_columns: Order,
-                create_with_unknown_column_writes_nothing: Order,
+                create_with_unknown_column: Order,
                 create_with_values_round_trip: Order,
                 clones_share_state: Order,
             );

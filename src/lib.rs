@@ -13,6 +13,11 @@ pub mod payments;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// The Rust code blocks of `docs/audit-trail.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/audit-trail.md")]
+#[cfg(doctest)]
+pub struct AuditTrailDoctests;
+
 /// The Rust code blocks of `docs/idempotency-keys.md`, compiled and run as doctests.
 #[doc = include_str!("../docs/idempotency-keys.md")]
 #[cfg(doctest)]

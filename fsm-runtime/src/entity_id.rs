@@ -17,6 +17,18 @@ pub enum EntityId {
     Text(String),
 }
 
+impl EntityId {
+    /// The same entity under the id as its table stores it (`stored`, read back as text): a
+    /// text id takes the stored spelling (which a case-insensitive or padding collation, or a
+    /// `uuid` column, may write differently from the caller's), an integer id stays.
+    pub(crate) fn as_stored(&self, stored: String) -> Self {
+        match self {
+            Self::Int(id) => Self::Int(*id),
+            Self::Text(_) => Self::Text(stored),
+        }
+    }
+}
+
 impl fmt::Display for EntityId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

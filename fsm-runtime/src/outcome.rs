@@ -104,6 +104,7 @@ pub struct Snapshot<M: StateMachine> {
 
 /// One applied transition, as recorded in the history table.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HistoryEntry<M: StateMachine> {
     /// The version the transition produced (1 for the first one).
     pub version: i64,
@@ -115,4 +116,16 @@ pub struct HistoryEntry<M: StateMachine> {
     pub event: Option<String>,
     /// When it was applied, in microseconds since the Unix epoch.
     pub at_micros: i64,
+    /// Who asked for it ([`TransitionRequest::actor`](crate::TransitionRequest::actor)).
+    pub actor: Option<String>,
+    /// Why ([`TransitionRequest::reason`](crate::TransitionRequest::reason)).
+    pub reason: Option<String>,
+    /// The idempotency key that applied it (`source#seq`, as [`IdempotencyKey`](crate::IdempotencyKey)
+    /// displays), when the request carried one.
+    pub idempotency_key: Option<String>,
+    /// The caller's metadata ([`TransitionRequest::metadata`](crate::TransitionRequest::metadata)).
+    pub metadata: Option<serde_json::Value>,
+    /// When the entity was deleted, for a row of an earlier life of the id
+    /// ([`Store::audit`](crate::Store::audit)); `None` while the entity lives.
+    pub deleted_at_micros: Option<i64>,
 }

@@ -78,6 +78,10 @@ struct HistoryView {
     to: &'static str,
     event: Option<String>,
     at_micros: i64,
+    /// The reason the request gave, if any.
+    reason: Option<String>,
+    /// The `Idempotency-Key` of the request that applied it.
+    idempotency_key: Option<String>,
 }
 
 /// The body of a transition: none, `{}`, or a reason (logged, and put in a refund's receipt).
@@ -217,6 +221,8 @@ async fn read_payment<B: Ledger>(
             to: entry.to.as_str(),
             event: entry.event.clone(),
             at_micros: entry.at_micros,
+            reason: entry.reason.clone(),
+            idempotency_key: entry.idempotency_key.clone(),
         })
         .collect();
     let PaymentRow { id, account_id, amount, state, version } = payment;
@@ -270,7 +276,11 @@ async fn transition<B: Ledger>(
     let payment = service.payment(&id).await.map_err(database)?.ok_or_else(|| Problem::not_found("payment", &id))?;
     let event_name = PaymentState::event_name(event);
 
-    let keyed = TransitionRequest::fire(id.as_str(), event).idempotency_key(key.clone(), fingerprint);
+    let mut keyed = TransitionRequest::fire(id.as_str(), event).idempotency_key(key.clone(), fingerprint);
+    if let Some(reason) = &request.reason {
+        // In the history row, next to the key that applied it: the audit trail.
+        keyed = keyed.reason(reason.clone());
+    }
     let (payment_id, account_id, amount) = (payment.id.clone(), payment.account_id.clone(), payment.amount);
     let reason = request.reason.clone();
     let keyed = match event {

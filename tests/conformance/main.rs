@@ -5,7 +5,8 @@
 //! The conformance suite, the same cases written once against every adapter:
 //!
 //! - `cases.rs`: the stores (memory, SQLite, PostgreSQL, MySQL/MariaDB): transitions, keys,
-//!   the outbox, locks (the modules `memory`, `sqlite`, `postgres` and `mysql` below);
+//!   the outbox, locks (the modules `memory`, `sqlite`, `postgres` and `mysql` below), with the
+//!   audit trail's cases in `audit_cases.rs`;
 //! - `tokens.rs`: single-use tokens (memory, the three SQL databases, Redis);
 //! - `leases.rs`: leases with fencing tokens (memory, the three SQL databases, Redis).
 //!
@@ -21,6 +22,7 @@
 
 mod fixture;
 
+mod audit_cases;
 mod cases;
 mod cleanup_on_panic;
 mod connection_loss;
@@ -95,6 +97,8 @@ macro_rules! conformance {
                 strict_target_refuses_another_request: Payment,
                 retry_on_conflict_decides_again: Order,
                 one_key_across_two_machines: Order,
+                history_records_who_why_and_which_request: Order,
+                delete_keeps_the_audit_trail: Order,
                 create_with_writes_one_row: Order,
                 create_with_existing_unchanged: Order,
                 create_with_refuses_bad_columns: Order,

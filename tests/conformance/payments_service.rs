@@ -349,6 +349,11 @@ where
     let detail = api.get(&format!("/payments/{payment}")).await.json();
     let history: Vec<_> = detail["history"].as_array().expect("a history").iter().map(|e| e["to"].clone()).collect();
     assert_eq!(history, [json!("authorized"), json!("captured"), json!("refunded")]);
+    // The audit trail: the refund's reason and the HTTP key that applied it, in its history row.
+    let refunded = &detail["history"][2];
+    assert_eq!(refunded["reason"], json!("returned"), "{refunded}");
+    assert_eq!(refunded["idempotency_key"], json!(format!("{run}-refund")), "{refunded}");
+    assert_eq!(detail["history"][1]["idempotency_key"], json!(capture_key), "{detail}");
 
     // A restart: the stored responses survive it.
     server.stop().await;

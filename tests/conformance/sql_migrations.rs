@@ -11,8 +11,8 @@ use fsm_runtime::store::SqlStore;
 /// table's, tokens (10), leases (11) and fences (12) among them.
 fn shipped<B: TestBackend>() -> Vec<i64> {
     match B::LABEL {
-        "MySQL/MariaDB" => vec![1, 2, 3, 4, 5, 10, 11, 12],
-        _ => vec![1, 2, 3, 4, 10, 11, 12],
+        "MySQL/MariaDB" => vec![1, 2, 3, 4, 5, 10, 11, 12, 13],
+        _ => vec![1, 2, 3, 4, 10, 11, 12, 13],
     }
 }
 

@@ -119,7 +119,7 @@ where
         .await
         .expect("versions");
     let mut expected: Vec<i64> = recorded.iter().map(|v| v.parse().expect("a version")).collect();
-    expected.extend([10, 11, 12]);
+    expected.extend([10, 11, 12, 13]);
     assert_eq!(versions, expected, "every version recorded once, on {database}");
     for runtime_table in TABLES {
         let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {runtime_table}")))
@@ -128,8 +128,12 @@ where
             .expect("a count");
         assert_eq!(count, 1, "{runtime_table} keeps its row on {database}");
     }
-    // The old history and the old key still answer, through today's code.
-    assert_eq!(store.history(1).await.expect("history").len(), 1);
+    // The old history and the old key still answer, through today's code; migration 13 gave the
+    // old row empty audit columns.
+    let old = store.history(1).await.expect("history");
+    assert_eq!(old.len(), 1);
+    assert_eq!((old[0].version, old[0].event.as_deref(), old[0].actor.as_deref()), (1, Some("pay"), None));
+    assert_eq!((old[0].idempotency_key.as_deref(), old[0].deleted_at_micros), (None, None));
     let key = IdempotencyKey::new("upgrade", 1).expect("a key");
     let fingerprint = Fingerprint::new("pay order 1").expect("a fingerprint");
     let replay = TransitionRequest::to(1, Order::Paid).idempotency_key(key, fingerprint);

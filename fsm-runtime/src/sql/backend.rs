@@ -48,12 +48,42 @@ pub(crate) mod private {
         const BEGIN_WRITE: Option<&'static str> = None;
         /// An index hint for the outbox's claim of one topic.
         const OUTBOX_TOPIC_HINT: &'static str = "";
+        /// Whether DDL is transactional, so that each migration runs in a transaction with its
+        /// record (begun with [`Driver::BEGIN_WRITE`] and [`Driver::LOCK_MIGRATIONS`]): two
+        /// processes migrating at once run each script once. MySQL commits DDL implicitly; its
+        /// scripts are single atomic statements, and a loser's duplicate is tolerated.
+        const TRANSACTIONAL_DDL: bool = false;
+        /// The statement that serialises migrating processes inside that transaction, when the
+        /// `BEGIN` does not (SQLite's `BEGIN IMMEDIATE` does).
+        const LOCK_MIGRATIONS: Option<&'static str> = None;
 
         /// Quotes a validated identifier.
         fn quote(identifier: &str) -> String;
 
         /// The `n`th (1-based) parameter placeholder.
         fn param(n: usize) -> String;
+
+        /// The `n`th parameter compared with (or written to) the entity table's id column of
+        /// SQL type `id_type` (found by [`Driver::id_column_type`]): PostgreSQL casts it to that
+        /// type (a `uuid` column, a text id on an `integer` column), the others coerce.
+        fn id_param(n: usize, id_type: Option<&str>) -> String {
+            let _ = id_type;
+            Self::param(n)
+        }
+
+        /// The id column `column` (quoted, possibly qualified) as text: the id as the table
+        /// stores it, which the history, keys and outbox rows are written under.
+        fn id_text(column: &str) -> String;
+
+        /// The SQL type of `mapping`'s id column, where the database needs it to bind an id
+        /// ([`Driver::id_param`]); `None` elsewhere, or when it is not found.
+        fn id_column_type(
+            conn: &mut Self::Connection,
+            mapping: &TableMapping,
+        ) -> impl Future<Output = Result<Option<String>, sqlx::Error>> + Send {
+            let _ = (conn, mapping);
+            async { Ok(None) }
+        }
 
         /// Runs `sql` with `args`: the rows affected (matched, on MySQL: sqlx connects with
         /// `CLIENT_FOUND_ROWS`).
@@ -76,11 +106,12 @@ pub(crate) mod private {
             sql: &str,
         ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
-        /// The one-statement transition of `mapping` (built, and on MySQL created, once per
-        /// store).
+        /// The one-statement transition of `mapping` with an id column of type `id_type` (built,
+        /// and on MySQL created, once per store).
         fn transition_sql(
             conn: &mut Self::Connection,
             mapping: &TableMapping,
+            id_type: Option<&str>,
         ) -> impl Future<Output = TransitionSql> + Send;
 
         /// The suffix of an `INSERT` that ignores a duplicate of the key `column` (quoted) and

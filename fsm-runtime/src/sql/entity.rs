@@ -16,24 +16,72 @@ use crate::sql::value::{Arg, shared};
 pub(crate) struct HistoryRow<'a> {
     pub(crate) table: &'a str,
     pub(crate) machine: &'static str,
+    /// The entity's id as the table stores it (not as the caller spelled it).
     pub(crate) entity: &'a str,
     pub(crate) version: i64,
     pub(crate) from: &'a str,
     pub(crate) to: &'a str,
     pub(crate) event: Option<&'a str>,
     pub(crate) at_micros: i64,
+    /// Who, why, under which key, and the caller's JSON metadata (as text).
+    pub(crate) audit: AuditRow<'a>,
 }
 
-/// A history row as read back: version, from, to, event, at_micros.
-pub(crate) type StoredHistory = (i64, String, String, Option<String>, i64);
+/// The audit columns of a history row.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AuditRow<'a> {
+    pub(crate) actor: Option<&'a str>,
+    pub(crate) reason: Option<&'a str>,
+    pub(crate) key: Option<&'a str>,
+    pub(crate) metadata: Option<&'a str>,
+}
+
+impl<'a> AuditRow<'a> {
+    /// The audit columns as arguments, in the order of the columns.
+    pub(crate) fn args(self) -> [Arg<'a>; 4] {
+        [Arg::OptText(self.actor), Arg::OptText(self.reason), Arg::OptText(self.key), Arg::OptText(self.metadata)]
+    }
+}
+
+/// A history row as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredHistory {
+    pub(crate) version: i64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) event: Option<String>,
+    pub(crate) at_micros: i64,
+    pub(crate) actor: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) metadata: Option<String>,
+    /// 0 while the entity lives; when it was deleted, after.
+    pub(crate) deleted_at_micros: i64,
+}
+
+/// The entity's row as read: its state, version and id as the table stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredRow {
+    pub(crate) state: String,
+    pub(crate) version: i64,
+    pub(crate) id: String,
+}
 
 /// The entity's row and the key's stored fingerprint and outcome, as read together.
-pub(crate) type RowAndKey = (Option<(String, i64)>, Option<(String, String)>);
+pub(crate) type RowAndKey = (Option<StoredRow>, Option<(String, String)>);
+
+/// The columns of a history row, as the statements list them.
+pub(crate) const HISTORY_COLUMNS: &str = "entity_table, machine, entity_id, version, from_state, to_state, event, \
+     at_micros, actor, reason, idempotency_key, metadata";
+
+/// The columns a history listing reads, in the order of [`StoredHistory`].
+const HISTORY_READ: &str = "version, from_state, to_state, event, at_micros, actor, reason, idempotency_key, \
+     metadata, deleted_at_micros";
 
 /// The statements of one table mapping.
 #[derive(Debug, Clone)]
 pub(crate) struct EntitySql {
-    /// `SELECT state, version FROM t WHERE id = ?1`
+    /// `SELECT state, version, id-as-text FROM t WHERE id = ?1`
     read: Arc<str>,
     /// The same, locking the row where the database has row locks.
     read_for_update: Arc<str>,
@@ -44,33 +92,44 @@ pub(crate) struct EntitySql {
     cas: Arc<str>,
     /// `DELETE FROM t WHERE id = ?1`
     delete: Arc<str>,
-    /// `INSERT INTO fsm_history (...) VALUES (?1 .. ?8)`
+    /// `INSERT INTO fsm_history (...) VALUES (?1 .. ?12)`
     insert_history: Arc<str>,
-    /// `DELETE FROM fsm_history WHERE entity_table = ?1 AND entity_id = ?2`
-    delete_history: Arc<str>,
-    /// `SELECT version, from_state, to_state, event, at_micros FROM fsm_history … ORDER BY version`
+    /// Marks the live history rows of an entity (of every machine of the table) deleted.
+    retire_history: Arc<str>,
+    /// Deletes one machine's history of an entity, live and deleted.
+    purge_history: Arc<str>,
+    /// Deletes the history rows of the table's entities deleted before a time.
+    purge_retired: Arc<str>,
+    /// The live history of an entity, oldest first.
     list_history: Arc<str>,
-    /// The entity's state and version and the key's fingerprint and outcome, in one read:
+    /// Every history row of an entity: its deleted lives first, then the live one.
+    list_audit: Arc<str>,
+    /// The entity's row and the key's fingerprint and outcome, in one read:
     /// parameters id, key source, key seq.
     read_with_key: Arc<str>,
     /// `SELECT id, state, version FROM t WHERE 1 = 0`: the schema check.
     check: Arc<str>,
+    /// The id column's SQL type, where the database needs to know it (see `Driver::id_param`).
+    id_type: Option<Arc<str>>,
 }
 
 impl EntitySql {
-    /// Builds the statements of `mapping` in `B`'s SQL.
-    pub(crate) fn new<B: Driver>(mapping: &TableMapping) -> Self {
+    /// Builds the statements of `mapping`, whose id column is of SQL type `id_type` (where the
+    /// database needs to know it), in `B`'s SQL.
+    pub(crate) fn new<B: Driver>(mapping: &TableMapping, id_type: Option<&str>) -> Self {
         let q = B::quote;
         let p = B::param;
         let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
-        let read = format!("SELECT {state}, {version} FROM {table} WHERE {id} = {}", p(1));
+        let id_param = |n| B::id_param(n, id_type);
+        let read = format!("SELECT {state}, {version}, {} FROM {table} WHERE {id} = {}", B::id_text(&id), id_param(1));
         let values = |n: usize| (1..=n).map(p).collect::<Vec<_>>().join(", ");
+        let of_entity = format!("entity_table = {} AND machine = {} AND entity_id = {}", p(1), p(2), p(3));
         Self {
             read_for_update: format!("{read}{}", B::FOR_UPDATE).into(),
             read: read.into(),
             insert: format!(
                 "INSERT INTO {table} ({id}, {state}, {version}) VALUES ({}, {}, 0){}",
-                p(1),
+                id_param(1),
                 p(2),
                 B::ON_CONFLICT_DO_NOTHING
             )
@@ -78,50 +137,69 @@ impl EntitySql {
             cas: format!(
                 "UPDATE {table} SET {state} = {}, {version} = {version} + 1 WHERE {id} = {} AND {state} = {} AND {version} = {}",
                 p(1),
-                p(2),
+                id_param(2),
                 p(3),
                 p(4)
             )
             .into(),
-            delete: format!("DELETE FROM {table} WHERE {id} = {}", p(1)).into(),
-            insert_history: format!(
-                "INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
-                 VALUES ({})",
-                values(8)
-            )
-            .into(),
-            delete_history: format!("DELETE FROM fsm_history WHERE entity_table = {} AND entity_id = {}", p(1), p(2))
-                .into(),
-            list_history: format!(
-                "SELECT version, from_state, to_state, event, at_micros FROM fsm_history \
-                 WHERE entity_table = {} AND entity_id = {} ORDER BY version",
-                p(1),
-                p(2)
-            )
-            .into(),
-            read_with_key: format!(
-                "SELECT t.{state}, t.{version}, k.fingerprint, k.outcome FROM (SELECT 1 AS one) o \
-                 LEFT JOIN {table} t ON t.{id} = {} \
-                 LEFT JOIN fsm_idempotency_keys k ON k.source = {} AND k.seq = {}",
+            delete: format!("DELETE FROM {table} WHERE {id} = {}", id_param(1)).into(),
+            insert_history: format!("INSERT INTO fsm_history ({HISTORY_COLUMNS}) VALUES ({})", values(12)).into(),
+            retire_history: format!(
+                "UPDATE fsm_history SET deleted_at_micros = {} \
+                 WHERE entity_table = {} AND entity_id = {} AND deleted_at_micros = 0",
                 p(1),
                 p(2),
                 p(3)
             )
             .into(),
+            purge_history: format!("DELETE FROM fsm_history WHERE {of_entity}").into(),
+            purge_retired: format!(
+                "DELETE FROM fsm_history WHERE entity_table = {} AND deleted_at_micros > 0 AND deleted_at_micros < {}",
+                p(1),
+                p(2)
+            )
+            .into(),
+            list_history: format!(
+                "SELECT {HISTORY_READ} FROM fsm_history WHERE {of_entity} AND deleted_at_micros = 0 ORDER BY version"
+            )
+            .into(),
+            list_audit: format!(
+                "SELECT {HISTORY_READ} FROM fsm_history WHERE {of_entity} \
+                 ORDER BY CASE WHEN deleted_at_micros = 0 THEN 1 ELSE 0 END, deleted_at_micros, version"
+            )
+            .into(),
+            read_with_key: format!(
+                "SELECT t.{state}, t.{version}, {}, k.fingerprint, k.outcome FROM (SELECT 1 AS one) o \
+                 LEFT JOIN {table} t ON t.{id} = {} \
+                 LEFT JOIN fsm_idempotency_keys k ON k.source = {} AND k.seq = {}",
+                B::id_text(&format!("t.{id}")),
+                id_param(1),
+                p(2),
+                p(3)
+            )
+            .into(),
             check: format!("SELECT {id}, {state}, {version} FROM {table} WHERE 1 = 0").into(),
+            id_type: id_type.map(Into::into),
         }
     }
 
-    /// The row's state and version (`lock`: locking it until the transaction ends).
+    /// The id column's SQL type, where the database needs to know it.
+    pub(crate) fn id_type(&self) -> Option<&str> {
+        self.id_type.as_deref()
+    }
+
+    /// The row's state, version and stored id (`lock`: locking it until the transaction ends).
     pub(crate) async fn read<B: Driver>(
         &self,
         conn: &mut B::Connection,
         id: &EntityId,
         lock: bool,
-    ) -> Result<Option<(String, i64)>, sqlx::Error> {
+    ) -> Result<Option<StoredRow>, sqlx::Error> {
         let sql = if lock { &self.read_for_update } else { &self.read };
         let rows = B::fetch(conn, shared(sql), &[Arg::from(id)]).await?;
-        rows.first().map(|row| Ok((row.text(0)?, row.int(1)?))).transpose()
+        rows.first()
+            .map(|row| Ok(StoredRow { state: row.text(0)?, version: row.int(1)?, id: row.text(2)? }))
+            .transpose()
     }
 
     /// Inserts the entity in `state` at version 0: rows inserted (0 or a unique violation for
@@ -159,6 +237,7 @@ impl EntitySql {
         conn: &mut B::Connection,
         row: HistoryRow<'_>,
     ) -> Result<(), sqlx::Error> {
+        let [actor, reason, key, metadata] = row.audit.args();
         let args = [
             Arg::Text(row.table),
             Arg::Text(row.machine),
@@ -168,29 +247,77 @@ impl EntitySql {
             Arg::Text(row.to),
             Arg::OptText(row.event),
             Arg::Int(row.at_micros),
+            actor,
+            reason,
+            key,
+            metadata,
         ];
         B::execute(conn, shared(&self.insert_history), &args).await.map(drop)
     }
 
-    /// Deletes the entity's history: rows deleted.
-    pub(crate) async fn delete_history<B: Driver>(
+    /// Marks the live history of the stored id `entity` (every machine of `table`) deleted at
+    /// `at_micros`: rows marked.
+    pub(crate) async fn retire_history<B: Driver>(
         &self,
         conn: &mut B::Connection,
         table: &str,
         entity: &str,
+        at_micros: i64,
     ) -> Result<u64, sqlx::Error> {
-        B::execute(conn, shared(&self.delete_history), &[Arg::Text(table), Arg::Text(entity)]).await
+        let args = [Arg::Int(at_micros), Arg::Text(table), Arg::Text(entity)];
+        B::execute(conn, shared(&self.retire_history), &args).await
     }
 
-    /// The entity's history, oldest first.
+    /// Deletes `machine`'s history of `entity`, live and deleted: rows deleted.
+    pub(crate) async fn purge_history<B: Driver>(
+        &self,
+        conn: &mut B::Connection,
+        table: &str,
+        machine: &str,
+        entity: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let args = [Arg::Text(table), Arg::Text(machine), Arg::Text(entity)];
+        B::execute(conn, shared(&self.purge_history), &args).await
+    }
+
+    /// Deletes the history of `table`'s entities deleted before `before_micros`: rows deleted.
+    pub(crate) async fn purge_retired<B: Driver>(
+        &self,
+        conn: &mut B::Connection,
+        table: &str,
+        before_micros: i64,
+    ) -> Result<u64, sqlx::Error> {
+        B::execute(conn, shared(&self.purge_retired), &[Arg::Text(table), Arg::Int(before_micros)]).await
+    }
+
+    /// `machine`'s history of `entity`: `all` its deleted lives too (first), else the live one,
+    /// oldest first.
     pub(crate) async fn list_history<B: Driver>(
         &self,
         conn: &mut B::Connection,
         table: &str,
+        machine: &str,
         entity: &str,
+        all: bool,
     ) -> Result<Vec<StoredHistory>, sqlx::Error> {
-        let rows = B::fetch(conn, shared(&self.list_history), &[Arg::Text(table), Arg::Text(entity)]).await?;
-        rows.iter().map(|row| Ok((row.int(0)?, row.text(1)?, row.text(2)?, row.opt_text(3)?, row.int(4)?))).collect()
+        let sql = if all { &self.list_audit } else { &self.list_history };
+        let rows = B::fetch(conn, shared(sql), &[Arg::Text(table), Arg::Text(machine), Arg::Text(entity)]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredHistory {
+                    version: row.int(0)?,
+                    from: row.text(1)?,
+                    to: row.text(2)?,
+                    event: row.opt_text(3)?,
+                    at_micros: row.int(4)?,
+                    actor: row.opt_text(5)?,
+                    reason: row.opt_text(6)?,
+                    key: row.opt_text(7)?,
+                    metadata: row.opt_text(8)?,
+                    deleted_at_micros: row.int(9)?,
+                })
+            })
+            .collect()
     }
 
     /// The entity's row and the key's fingerprint and outcome, in one read.
@@ -203,8 +330,11 @@ impl EntitySql {
         let args = [Arg::from(id), Arg::Text(key.source()), Arg::Int(key.seq())];
         let rows = B::fetch(conn, shared(&self.read_with_key), &args).await?;
         let Some(row) = rows.first() else { return Ok((None, None)) };
-        let entity = row.opt_text(0)?.zip(row.opt_int(1)?);
-        let key = row.opt_text(2)?.zip(row.opt_text(3)?);
+        let entity = match (row.opt_text(0)?, row.opt_int(1)?, row.opt_text(2)?) {
+            (Some(state), Some(version), Some(id)) => Some(StoredRow { state, version, id }),
+            _ => None,
+        };
+        let key = row.opt_text(3)?.zip(row.opt_text(4)?);
         Ok((entity, key))
     }
 
@@ -214,6 +344,14 @@ impl EntitySql {
     }
 }
 
+/// Whether a column type read from the server is one that may go into a statement as is: a
+/// name, an optional size, `unsigned`; nothing else.
+pub(crate) fn is_plain_column_type(column_type: &str) -> bool {
+    !column_type.is_empty()
+        && column_type.len() <= 40
+        && column_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '(' | ')' | ',' | ' ' | '_'))
+}
+
 #[cfg(all(test, feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod tests {
     use super::*;
@@ -221,17 +359,32 @@ mod tests {
     #[test]
     fn statements_quote_identifiers_and_bind_values() {
         let mapping = TableMapping::from_static("orders", "id", "state", "version");
-        let pg = EntitySql::new::<sqlx::Postgres>(&mapping);
-        assert_eq!(&*pg.read, r#"SELECT "state", "version" FROM "orders" WHERE "id" = $1"#);
-        assert_eq!(&*pg.read_for_update, r#"SELECT "state", "version" FROM "orders" WHERE "id" = $1 FOR UPDATE"#);
-        let my = EntitySql::new::<sqlx::MySql>(&mapping);
+        let pg = EntitySql::new::<sqlx::Postgres>(&mapping, None);
+        assert_eq!(&*pg.read, r#"SELECT "state", "version", "id"::text FROM "orders" WHERE "id" = $1"#);
+        assert_eq!(
+            &*pg.read_for_update,
+            r#"SELECT "state", "version", "id"::text FROM "orders" WHERE "id" = $1 FOR UPDATE"#
+        );
+        let uuid = EntitySql::new::<sqlx::Postgres>(&mapping, Some("uuid"));
+        assert!(uuid.read.ends_with(r#"WHERE "id" = CAST($1 AS uuid)"#), "{}", uuid.read);
+        let my = EntitySql::new::<sqlx::MySql>(&mapping, None);
         assert_eq!(
             &*my.cas,
             "UPDATE `orders` SET `state` = ?, `version` = `version` + 1 WHERE `id` = ? AND `state` = ? AND `version` = ?"
         );
-        let lite = EntitySql::new::<sqlx::Sqlite>(&mapping);
-        assert_eq!(&*lite.read, "SELECT `state`, `version` FROM `orders` WHERE `id` = ?");
+        let lite = EntitySql::new::<sqlx::Sqlite>(&mapping, None);
+        assert_eq!(&*lite.read, "SELECT `state`, `version`, CAST(`id` AS TEXT) FROM `orders` WHERE `id` = ?");
         assert_eq!(lite.read, lite.read_for_update);
         assert!(lite.insert.ends_with("ON CONFLICT DO NOTHING") && !my.insert.contains("ON CONFLICT"));
+    }
+
+    #[test]
+    fn column_types_are_checked_before_they_go_into_sql() {
+        assert!(is_plain_column_type("bigint(20)"));
+        assert!(is_plain_column_type("character varying"));
+        assert!(is_plain_column_type("int(10) unsigned"));
+        assert!(!is_plain_column_type("bigint); DROP TABLE x; --"));
+        assert!(!is_plain_column_type("public.my_id"));
+        assert!(!is_plain_column_type(""));
     }
 }

@@ -11,10 +11,12 @@ use crate::sql::value::{Arg, owned};
 
 /// `INSERT INTO t (id, state, version, c1, …) VALUES (?1, ?2, 0, ?3, …)`, ignoring a duplicate id
 /// where the database can say so (and only a duplicate id: another unique column's violation is
-/// the caller's error), with its arguments. `json` holds the text of each column's JSON value,
+/// the caller's error), with its arguments; the id column is of SQL type `id_type` where the
+/// database needs to know it. `json` holds the text of each column's JSON value,
 /// by position.
 fn statement<'a, B: Driver>(
     mapping: &TableMapping,
+    id_type: Option<&str>,
     id: &'a EntityId,
     state: &'a str,
     columns: &'a [(String, ColumnValue)],
@@ -22,7 +24,7 @@ fn statement<'a, B: Driver>(
 ) -> (String, Vec<Arg<'a>>) {
     let q = B::quote;
     let mut names = vec![q(&mapping.id), q(&mapping.state), q(&mapping.version)];
-    let mut values = vec![B::param(1), B::param(2), "0".to_owned()];
+    let mut values = vec![B::id_param(1, id_type), B::param(2), "0".to_owned()];
     let mut args = vec![Arg::from(id), Arg::Text(state)];
     for ((name, value), json) in columns.iter().zip(json) {
         names.push(q(name));
@@ -62,6 +64,7 @@ fn column_arg<'a>(value: &'a ColumnValue, json: Option<&'a str>) -> Option<Arg<'
 pub(crate) async fn insert_with<B: Driver>(
     conn: &mut B::Connection,
     mapping: &TableMapping,
+    id_type: Option<&str>,
     id: &EntityId,
     state: &str,
     columns: &[(String, ColumnValue)],
@@ -73,7 +76,7 @@ pub(crate) async fn insert_with<B: Driver>(
             _ => None,
         })
         .collect();
-    let (sql, args) = statement::<B>(mapping, id, state, columns, &json);
+    let (sql, args) = statement::<B>(mapping, id_type, id, state, columns, &json);
     B::execute(conn, owned(sql), &args).await
 }
 
@@ -91,18 +94,20 @@ mod tests {
             ("meta".to_owned(), ColumnValue::Json(serde_json::json!({"a": 1}))),
         ];
         let json = [None, None, Some(r#"{"a":1}"#.to_owned())];
-        let (pg, args) = statement::<sqlx::Postgres>(&mapping, &id, "created", &columns, &json);
+        let (pg, args) = statement::<sqlx::Postgres>(&mapping, None, &id, "created", &columns, &json);
         assert_eq!(
             pg,
             r#"INSERT INTO "payments" ("id", "state", "version", "amount", "note", "meta") VALUES ($1, $2, 0, $3, NULL, $4) ON CONFLICT ("id") DO NOTHING"#
         );
         assert!(matches!(args[..], [Arg::Text("p-1"), Arg::Text("created"), Arg::Int(1250), Arg::Json(r#"{"a":1}"#)]));
-        let (my, _) = statement::<sqlx::MySql>(&mapping, &id, "created", &columns, &json);
+        let (my, _) = statement::<sqlx::MySql>(&mapping, None, &id, "created", &columns, &json);
         assert_eq!(
             my,
             "INSERT INTO `payments` (`id`, `state`, `version`, `amount`, `note`, `meta`) VALUES (?, ?, 0, ?, NULL, ?)"
         );
-        let (lite, _) = statement::<sqlx::Sqlite>(&mapping, &id, "created", &columns, &json);
+        let (lite, _) = statement::<sqlx::Sqlite>(&mapping, None, &id, "created", &columns, &json);
         assert!(lite.ends_with("ON CONFLICT (`id`) DO NOTHING"), "{lite}");
+        let (uuid, _) = statement::<sqlx::Postgres>(&mapping, Some("uuid"), &id, "created", &columns, &json);
+        assert!(uuid.contains("VALUES (CAST($1 AS uuid), $2, 0, $3"), "{uuid}");
     }
 }

@@ -7,6 +7,9 @@
 //! (the tokens, leases and fences tables of the first release were created without a record)
 //! runs it once more, and keeps its rows.
 
+use sqlx::SqlSafeStr;
+use sqlx_core::transaction::TransactionManager as _;
+
 use crate::clock::now_micros;
 use crate::sql::backend::Backend;
 use crate::sql::backend::private::Driver;
@@ -31,13 +34,57 @@ async fn run<B: Driver>(conn: &mut B::Connection) -> Result<(), sqlx::Error> {
         if applied.contains(&version) {
             continue;
         }
-        let script = B::prepare_script(&mut *conn, script).await?;
-        for statement in script.split(";\n").map(str::trim).filter(|statement| !statement.is_empty()) {
-            run_tolerating_races::<B>(&mut *conn, statement).await?;
+        if B::TRANSACTIONAL_DDL {
+            apply_in_transaction::<B>(&mut *conn, version, script).await?;
+        } else {
+            apply::<B>(&mut *conn, version, script).await?;
         }
-        record::<B>(&mut *conn, version).await?;
     }
     Ok(())
+}
+
+/// Runs one script and records its version.
+async fn apply<B: Driver>(conn: &mut B::Connection, version: i64, script: &'static str) -> Result<(), sqlx::Error> {
+    let script = B::prepare_script(&mut *conn, script).await?;
+    for statement in script.split(";\n").map(str::trim).filter(|statement| !statement.is_empty()) {
+        run_tolerating_races::<B>(&mut *conn, statement).await?;
+    }
+    record::<B>(&mut *conn, version).await
+}
+
+/// Runs one script and records its version in one transaction that holds the migrations' lock:
+/// a process that waited for another's finds the version recorded and runs nothing, and a
+/// script that fails halfway leaves nothing behind.
+async fn apply_in_transaction<B: Driver>(
+    conn: &mut B::Connection,
+    version: i64,
+    script: &'static str,
+) -> Result<(), sqlx::Error> {
+    B::TransactionManager::begin(&mut *conn, B::BEGIN_WRITE.map(SqlSafeStr::into_sql_str)).await?;
+    match apply_locked::<B>(&mut *conn, version, script).await {
+        Ok(()) => B::TransactionManager::commit(&mut *conn).await,
+        Err(error) => {
+            // The error that matters is the script's; a failed rollback closes nothing more.
+            let _ = B::TransactionManager::rollback(&mut *conn).await;
+            Err(error)
+        }
+    }
+}
+
+/// Inside the migration's transaction: takes the lock, then runs the script unless another
+/// process recorded it meanwhile.
+async fn apply_locked<B: Driver>(
+    conn: &mut B::Connection,
+    version: i64,
+    script: &'static str,
+) -> Result<(), sqlx::Error> {
+    if let Some(lock) = B::LOCK_MIGRATIONS {
+        B::execute_script(&mut *conn, lock).await?;
+    }
+    if applied_versions::<B>(&mut *conn).await?.contains(&version) {
+        return Ok(());
+    }
+    apply::<B>(conn, version, script).await
 }
 
 /// The versions recorded in `fsm_schema_migrations`.

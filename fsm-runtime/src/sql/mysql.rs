@@ -13,6 +13,7 @@ use sqlx::{MySql, MySqlConnection, SqlStr};
 use crate::mapping::TableMapping;
 use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, LeaseRequest, Migration};
+use crate::sql::entity::is_plain_column_type;
 use crate::sql::leases::request_args;
 use crate::sql::mysql_procedure;
 use crate::sql::transition::TransitionSql;
@@ -39,6 +40,7 @@ impl Driver for MySql {
         (10, include_str!("../../migrations/mysql/0010_tokens.sql")),
         (11, include_str!("../../migrations/mysql/0011_leases.sql")),
         (12, include_str!("../../migrations/mysql/0012_fences.sql")),
+        (13, include_str!("../../migrations/mysql/0013_history_audit.sql")),
     ];
     /// Independent of the session's time zone.
     const NOW_MICROS: &'static str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
@@ -65,6 +67,10 @@ impl Driver for MySql {
         String::new()
     }
 
+    fn id_text(column: &str) -> String {
+        format!("CAST({column} AS CHAR)")
+    }
+
     async fn execute(conn: &mut MySqlConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
         Ok(bind(sqlx::query(sql), args, binders())?.execute(conn).await?.rows_affected())
     }
@@ -79,7 +85,7 @@ impl Driver for MySql {
 
     /// Creates the mapping's transition procedure if missing; without it (with a warning in
     /// the log, when the server refuses) the store sends the transaction from the client.
-    async fn transition_sql(conn: &mut MySqlConnection, mapping: &TableMapping) -> TransitionSql {
+    async fn transition_sql(conn: &mut MySqlConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
         TransitionSql { plain: create_procedure(conn, mapping).await.map(Into::into), ..TransitionSql::default() }
     }
 
@@ -93,10 +99,11 @@ impl Driver for MySql {
     }
 
     /// "Duplicate key name" (`1061`): a migration's `CREATE INDEX` found the index there (MySQL
-    /// has no `CREATE INDEX IF NOT EXISTS`).
+    /// has no `CREATE INDEX IF NOT EXISTS`); "Duplicate column name" (`1060`): another process's
+    /// `ALTER TABLE … ADD COLUMN`, one atomic statement with the rest of its changes, ran first.
     fn is_duplicate_object(error: &sqlx::Error) -> bool {
         matches!(error, sqlx::Error::Database(db)
-            if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|mysql| mysql.number() == 1061))
+            if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|mysql| matches!(mysql.number(), 1060 | 1061)))
     }
 
     /// InnoDB's REPEATABLE READ would keep next-key locks on the rows and gaps the scan passed;
@@ -155,7 +162,7 @@ pub(crate) fn is_transient(error: &sqlx::mysql::MySqlDatabaseError) -> bool {
 async fn create_procedure(conn: &mut MySqlConnection, mapping: &TableMapping) -> Option<String> {
     let query = owned(mysql_procedure::id_column_type_query(mapping));
     let id_type = match MySql::fetch(conn, query, &[]).await.map(|rows| rows.first().map(|row| row.text(0))) {
-        Ok(Some(Ok(id_type))) if mysql_procedure::is_plain_column_type(&id_type) => id_type,
+        Ok(Some(Ok(id_type))) if is_plain_column_type(&id_type) => id_type,
         other => {
             tracing::warn!(table = %mapping.table, answer = ?other, "no transition procedure: the id column's type is not known");
             return None;

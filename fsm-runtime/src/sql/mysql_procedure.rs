@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::mapping::TableMapping;
 use crate::sql::backend::private::Driver;
+use crate::sql::entity::HISTORY_COLUMNS;
 
 /// The query that reads the declared type of the mapping's id column (`bigint(20)`,
 /// `varchar(64)`, …), which the procedure's id parameter takes. The names are validated
@@ -32,70 +33,62 @@ pub(crate) fn id_column_type_query(mapping: &TableMapping) -> String {
     )
 }
 
-/// Whether a column type read from the server is one the procedure may declare as is: a name,
-/// an optional size, `unsigned`; nothing else (the text goes into DDL).
-pub(crate) fn is_plain_column_type(column_type: &str) -> bool {
-    !column_type.is_empty()
-        && column_type.len() <= 40
-        && column_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '(' | ')' | ',' | ' ' | '_'))
-}
-
 /// The procedure of `mapping` for an id column of type `id_type`: its `CREATE` statement and
 /// the `CALL` statement that runs it. `CALL` parameters, in the order of PostgreSQL's statement:
-/// id, the legal sources as a JSON array of stored names, target, machine, entity id as text,
-/// event (nullable), at_micros, expected version (nullable), entity table.
+/// id, the legal sources as a JSON array of stored names, target, machine, event (nullable),
+/// at_micros, expected version (nullable), entity table, then the history's actor, reason,
+/// idempotency key and metadata (nullable). The history row is written under the id as the
+/// table stores it (`v_entity`): a case-insensitive or padding collation finds `Mixed-Case` for
+/// `mixed-case`, and the history must not be written under the caller's spelling.
 pub(crate) fn procedure(mapping: &TableMapping, id_type: &str) -> (String, String) {
     let q = <sqlx::MySql as Driver>::quote;
     let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
     let body = format!(
         "(IN p_id {id_type}, IN p_sources TEXT, IN p_to VARCHAR(191), IN p_machine VARCHAR(191), \
-         IN p_entity VARCHAR(191), IN p_event VARCHAR(191), IN p_at BIGINT, IN p_expected BIGINT, \
-         IN p_table VARCHAR(64)) \
+         IN p_event VARCHAR(191), IN p_at BIGINT, IN p_expected BIGINT, IN p_table VARCHAR(64), \
+         IN p_actor TEXT, IN p_reason TEXT, IN p_key TEXT, IN p_metadata MEDIUMTEXT) \
          MODIFIES SQL DATA \
          BEGIN \
+             DECLARE v_entity VARCHAR(191) DEFAULT NULL; \
              DECLARE v_from VARCHAR(191) DEFAULT NULL; \
              DECLARE v_version BIGINT DEFAULT NULL; \
              DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; \
-             SELECT {state}, {version} INTO v_from, v_version FROM {table} WHERE {id} = p_id; \
+             SELECT {entity}, {state}, {version} INTO v_entity, v_from, v_version FROM {table} WHERE {id} = p_id; \
              IF v_from IS NULL OR NOT JSON_CONTAINS(p_sources, JSON_QUOTE(v_from)) \
                 OR (p_expected IS NOT NULL AND v_version <> p_expected) THEN \
-                 SELECT 0 AS applied, v_from AS state, v_version AS version; \
+                 SELECT 0 AS applied, v_from AS state, v_version AS version, v_entity AS entity; \
              ELSE \
                  START TRANSACTION; \
-                 SET v_from = NULL, v_version = NULL; \
-                 SELECT {state}, {version} INTO v_from, v_version FROM {table} WHERE {id} = p_id FOR UPDATE; \
+                 SET v_entity = NULL, v_from = NULL, v_version = NULL; \
+                 SELECT {entity}, {state}, {version} INTO v_entity, v_from, v_version FROM {table} WHERE {id} = p_id FOR UPDATE; \
                  IF v_from IS NOT NULL AND JSON_CONTAINS(p_sources, JSON_QUOTE(v_from)) \
                     AND (p_expected IS NULL OR v_version = p_expected) THEN \
                      UPDATE {table} SET {state} = p_to, {version} = {version} + 1 WHERE {id} = p_id; \
-                     INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
-                     VALUES (p_table, p_machine, p_entity, v_version + 1, v_from, p_to, p_event, p_at); \
+                     INSERT INTO fsm_history ({HISTORY_COLUMNS}) \
+                     VALUES (p_table, p_machine, v_entity, v_version + 1, v_from, p_to, p_event, p_at, \
+                             p_actor, p_reason, p_key, p_metadata); \
                      COMMIT; \
-                     SELECT 1 AS applied, v_from AS state, v_version + 1 AS version; \
+                     SELECT 1 AS applied, v_from AS state, v_version + 1 AS version, v_entity AS entity; \
                  ELSE \
                      COMMIT; \
-                     SELECT 0 AS applied, v_from AS state, v_version AS version; \
+                     SELECT 0 AS applied, v_from AS state, v_version AS version, v_entity AS entity; \
                  END IF; \
              END IF; \
-         END"
+         END",
+        entity = <sqlx::MySql as Driver>::id_text(&id),
     );
     let digest = Sha256::digest(format!("{table}{body}").as_bytes());
     let name: String = digest.iter().take(10).map(|byte| format!("{byte:02x}")).collect();
     let name = format!("fsm_transition_{name}");
-    (format!("CREATE PROCEDURE IF NOT EXISTS `{name}` {body}"), format!("CALL `{name}`(?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+    (
+        format!("CREATE PROCEDURE IF NOT EXISTS `{name}` {body}"),
+        format!("CALL `{name}`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn column_types_are_checked_before_they_go_into_ddl() {
-        assert!(is_plain_column_type("bigint(20)"));
-        assert!(is_plain_column_type("varchar(64)"));
-        assert!(is_plain_column_type("int(10) unsigned"));
-        assert!(!is_plain_column_type("bigint); DROP TABLE x; --"));
-        assert!(!is_plain_column_type(""));
-    }
 
     #[test]
     fn the_procedure_is_named_after_its_text() {

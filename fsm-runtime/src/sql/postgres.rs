@@ -12,8 +12,9 @@ use sqlx::{PgConnection, Postgres, SqlStr};
 use crate::mapping::TableMapping;
 use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
+use crate::sql::entity::{HISTORY_COLUMNS, is_plain_column_type};
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Binders, Query, Row, bind};
+use crate::sql::value::{Arg, Binders, Query, Row, bind, fixed};
 
 impl Backend for Postgres {
     type Driver = Self;
@@ -28,6 +29,7 @@ impl Driver for Postgres {
         (10, include_str!("../../migrations/postgres/0010_tokens.sql")),
         (11, include_str!("../../migrations/postgres/0011_leases.sql")),
         (12, include_str!("../../migrations/postgres/0012_fences.sql")),
+        (13, include_str!("../../migrations/postgres/0013_history_audit.sql")),
     ];
     /// `clock_timestamp()`: the time of the statement, not of the transaction's start.
     const NOW_MICROS: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
@@ -35,6 +37,8 @@ impl Driver for Postgres {
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const ON_CONFLICT_DO_NOTHING: &'static str = " ON CONFLICT DO NOTHING";
     const CAST_INT: &'static str = "BIGINT";
+    const TRANSACTIONAL_DDL: bool = true;
+    const LOCK_MIGRATIONS: Option<&'static str> = Some("LOCK TABLE fsm_schema_migrations IN EXCLUSIVE MODE");
 
     fn quote(identifier: &str) -> String {
         format!("\"{identifier}\"")
@@ -42,6 +46,30 @@ impl Driver for Postgres {
 
     fn param(n: usize) -> String {
         format!("${n}")
+    }
+
+    /// Cast to the id column's type: a text id compares with a `uuid` (or `integer`) column,
+    /// and the cast is on the parameter, so the primary key's index is used.
+    fn id_param(n: usize, id_type: Option<&str>) -> String {
+        match id_type {
+            Some(id_type) => format!("CAST(${n} AS {id_type})"),
+            None => Self::param(n),
+        }
+    }
+
+    fn id_text(column: &str) -> String {
+        format!("{column}::text")
+    }
+
+    /// The id column's type without its modifier (`character varying`, not `(64)`: a cast to
+    /// a length would cut a longer id down to one that exists).
+    async fn id_column_type(conn: &mut PgConnection, mapping: &TableMapping) -> Result<Option<String>, sqlx::Error> {
+        let query = "SELECT format_type(a.atttypid, NULL) FROM pg_attribute a \
+                     WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped";
+        let table = Self::quote(&mapping.table);
+        let rows = Self::fetch(conn, fixed(query), &[Arg::Text(&table), Arg::Text(&mapping.id)]).await?;
+        let id_type = rows.first().map(|row| row.text(0)).transpose()?;
+        Ok(id_type.filter(|id_type| is_plain_column_type(id_type)))
     }
 
     async fn execute(conn: &mut PgConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
@@ -56,10 +84,10 @@ impl Driver for Postgres {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop)
     }
 
-    async fn transition_sql(_: &mut PgConnection, mapping: &TableMapping) -> TransitionSql {
+    async fn transition_sql(_: &mut PgConnection, mapping: &TableMapping, id_type: Option<&str>) -> TransitionSql {
         TransitionSql {
-            plain: Some(transition(mapping, false).into()),
-            keyed: Some(transition(mapping, true).into()),
+            plain: Some(transition(mapping, id_type, false).into()),
+            keyed: Some(transition(mapping, id_type, true).into()),
             nests: true,
             read_first: false,
         }
@@ -127,19 +155,21 @@ fn json_as_jsonb<'q>(query: Query<'q, Postgres>, value: &str) -> Query<'q, Postg
 
 /// The one-statement transition of `mapping`. `source` locks the row only if it is in a legal
 /// source (and at the expected version); `moved` updates that row; `recorded` inserts the
-/// history row from what `moved` returned (and, `keyed`, `stored` the idempotency key with the
-/// outcome). Under READ COMMITTED a concurrent transition makes `source` re-check the latest row
-/// version, so exactly one of N racers matches. The statement answers `(true, from, version)`
-/// when it applied, else `(false, state, version)` of the row as the statement's snapshot saw
-/// it (nothing when there is no row): the classifying read of a miss costs no second round trip.
-fn transition(mapping: &TableMapping, keyed: bool) -> String {
+/// history row from what `moved` returned, under the id as the table stores it (and, `keyed`,
+/// `stored` the idempotency key with the outcome). Under READ COMMITTED a concurrent transition
+/// makes `source` re-check the latest row version, so exactly one of N racers matches. The
+/// statement answers `(true, from, version, id)` when it applied, else `(false, state, version,
+/// id)` of the row as the statement's snapshot saw it (nothing when there is no row): the
+/// classifying read of a miss costs no second round trip.
+fn transition(mapping: &TableMapping, id_type: Option<&str>, keyed: bool) -> String {
     let q = <Postgres as Driver>::quote;
     let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let p1 = <Postgres as Driver>::id_param(1, id_type);
     let stored = if keyed {
         ", stored AS (\
              INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
-             SELECT $10, $11, $12, json_build_object('machine', $4::text, 'entity', $5::text, \
-             'from', moved.from_state, 'to', $3::text, 'version', moved.version)::text, $7 FROM moved\
+             SELECT $13, $14, $15, json_build_object('machine', $4::text, 'entity', moved.entity_id, \
+             'from', moved.from_state, 'to', $3::text, 'version', moved.version)::text, $6 FROM moved\
          )"
     } else {
         ""
@@ -147,20 +177,22 @@ fn transition(mapping: &TableMapping, keyed: bool) -> String {
     format!(
         "WITH source AS (\
              SELECT {state} AS from_state FROM {table} \
-             WHERE {id} = $1 AND {state} = ANY($2) AND ($8::bigint IS NULL OR {version} = $8) \
+             WHERE {id} = {p1} AND {state} = ANY($2) AND ($7::bigint IS NULL OR {version} = $7) \
              FOR UPDATE\
          ), moved AS (\
              UPDATE {table} SET {state} = $3, {version} = {table}.{version} + 1 FROM source \
-             WHERE {table}.{id} = $1 RETURNING {table}.{version} AS version, source.from_state\
+             WHERE {table}.{id} = {p1} \
+             RETURNING {table}.{version} AS version, source.from_state, {table}.{id}::text AS entity_id\
          ){stored}, recorded AS (\
-             INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
-             SELECT $9, $4, $5, moved.version, moved.from_state, $3, $6, $7 FROM moved \
-             RETURNING from_state, version\
+             INSERT INTO fsm_history ({HISTORY_COLUMNS}) \
+             SELECT $8, $4, moved.entity_id, moved.version, moved.from_state, $3, $5, $6, $9, $10, $11, $12 \
+             FROM moved RETURNING from_state, version, entity_id\
          ) \
-         SELECT true AS applied, from_state::text AS state, version::bigint AS version FROM recorded \
+         SELECT true AS applied, from_state::text AS state, version::bigint AS version, entity_id AS entity \
+         FROM recorded \
          UNION ALL \
-         SELECT false, {state}::text, {version}::bigint FROM {table} \
-         WHERE {id} = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
+         SELECT false, {state}::text, {version}::bigint, {id}::text FROM {table} \
+         WHERE {id} = {p1} AND NOT EXISTS (SELECT 1 FROM moved)"
     )
 }
 
@@ -171,8 +203,9 @@ mod tests {
     #[test]
     fn only_the_keyed_statement_stores_the_key() {
         let orders = TableMapping::from_static("orders", "id", "state", "version");
-        assert!(!transition(&orders, false).contains("fsm_idempotency_keys"));
-        assert!(transition(&orders, true).contains("SELECT $10, $11, $12"));
-        assert!(transition(&orders, false).contains(r#""state" = ANY($2)"#));
+        assert!(!transition(&orders, None, false).contains("fsm_idempotency_keys"));
+        assert!(transition(&orders, None, true).contains("SELECT $13, $14, $15"));
+        assert!(transition(&orders, None, false).contains(r#""state" = ANY($2)"#));
+        assert!(transition(&orders, Some("uuid"), false).contains(r#""id" = CAST($1 AS uuid) AND"#));
     }
 }

@@ -16,6 +16,7 @@ use sqlx::{SqlStr, Sqlite, SqliteConnection};
 use crate::mapping::TableMapping;
 use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
+use crate::sql::entity::HISTORY_COLUMNS;
 use crate::sql::transition::TransitionSql;
 use crate::sql::value::{Arg, Binders, Row, bind, json_as_text, texts_as_json};
 
@@ -32,6 +33,7 @@ impl Driver for Sqlite {
         (10, include_str!("../../migrations/sqlite/0010_tokens.sql")),
         (11, include_str!("../../migrations/sqlite/0011_leases.sql")),
         (12, include_str!("../../migrations/sqlite/0012_fences.sql")),
+        (13, include_str!("../../migrations/sqlite/0013_history_audit.sql")),
     ];
     /// The process's clock with millisecond resolution, constant within one statement.
     const NOW_MICROS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
@@ -40,6 +42,7 @@ impl Driver for Sqlite {
     const ON_CONFLICT_DO_NOTHING: &'static str = " ON CONFLICT DO NOTHING";
     const CAST_INT: &'static str = "INTEGER";
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const TRANSACTIONAL_DDL: bool = true;
 
     /// Backticks: SQLite takes a double-quoted name that matches no column for a string literal
     /// (<https://sqlite.org/quirks.html#dblquote>), so a wrong column name would read as a
@@ -50,6 +53,10 @@ impl Driver for Sqlite {
 
     fn param(_: usize) -> String {
         "?".to_owned()
+    }
+
+    fn id_text(column: &str) -> String {
+        format!("CAST({column} AS TEXT)")
     }
 
     async fn execute(conn: &mut SqliteConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
@@ -71,7 +78,7 @@ impl Driver for Sqlite {
         let _ = sqlx::raw_sql("ROLLBACK").execute(conn).await;
     }
 
-    async fn transition_sql(_: &mut SqliteConnection, mapping: &TableMapping) -> TransitionSql {
+    async fn transition_sql(_: &mut SqliteConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
         TransitionSql { plain: Some(batch(mapping).into()), keyed: None, nests: false, read_first: true }
     }
 }
@@ -98,19 +105,21 @@ pub(crate) fn is_transient(error: &sqlx::sqlite::SqliteError) -> bool {
 }
 
 /// The transition batch of `mapping` (parameters as PostgreSQL's statement, the sources as a
-/// JSON array).
+/// JSON array). The history row takes the id from the row (`COLLATE NOCASE` finds `Mixed-Case`
+/// for `mixed-case`; the history is written under the stored spelling).
 fn batch(mapping: &TableMapping) -> String {
     let q = <Sqlite as Driver>::quote;
     let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let entity = <Sqlite as Driver>::id_text(&id);
     let matches =
-        format!("{id} = ?1 AND {state} IN (SELECT value FROM json_each(?2)) AND (?8 IS NULL OR {version} = ?8)");
+        format!("{id} = ?1 AND {state} IN (SELECT value FROM json_each(?2)) AND (?7 IS NULL OR {version} = ?7)");
     format!(
         "BEGIN IMMEDIATE; \
-         INSERT INTO fsm_history (entity_table, machine, entity_id, version, from_state, to_state, event, at_micros) \
-         SELECT ?9, ?4, ?5, {version} + 1, {state}, ?3, ?6, ?7 FROM {table} WHERE {matches} \
-         RETURNING 1, from_state, version; \
+         INSERT INTO fsm_history ({HISTORY_COLUMNS}) \
+         SELECT ?8, ?4, {entity}, {version} + 1, {state}, ?3, ?5, ?6, ?9, ?10, ?11, ?12 FROM {table} WHERE {matches} \
+         RETURNING 1, from_state, version, entity_id; \
          UPDATE {table} SET {state} = ?3, {version} = {version} + 1 WHERE {matches}; \
-         SELECT 0, {state}, {version} FROM {table} WHERE {id} = ?1; \
+         SELECT 0, {state}, {version}, {entity} FROM {table} WHERE {id} = ?1; \
          COMMIT"
     )
 }

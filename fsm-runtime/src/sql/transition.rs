@@ -3,17 +3,19 @@
 //! it ([`Driver::transition_sql`]), and the generic code that runs it and reads its answer.
 //!
 //! Every database's statement takes the same parameters in the same order: id, the legal
-//! sources ([`Arg::Texts`]), target, machine, entity id as text, event (nullable), at_micros,
-//! expected version (nullable), entity table; a keyed statement then key source, key seq,
-//! fingerprint. It answers rows `(applied, state, version)`: `(true, from, new version)` when
-//! it applied, else `(false, state, version)` of the row it found (none, or `NULL`s: no row).
+//! sources ([`Arg::Texts`]), target, machine, event (nullable), at_micros, expected version
+//! (nullable), entity table, the history's actor, reason, idempotency key and metadata
+//! (nullable); a keyed statement then key source, key seq, fingerprint. It answers rows
+//! `(applied, state, version, id)`: `(true, from, new version, id)` when it applied, else
+//! `(false, state, version, id)` of the row it found (none, or `NULL`s: no row); `id` is the
+//! entity's id as the table stores it, which the history row (and key) was written under.
 
 use std::sync::Arc;
 
 use crate::entity_id::EntityId;
 use crate::idempotency::{Fingerprint, IdempotencyKey};
 use crate::sql::backend::private::Driver;
-use crate::sql::entity::HistoryRow;
+use crate::sql::entity::{HistoryRow, StoredRow};
 use crate::sql::value::{Arg, shared};
 
 /// A database's one-statement transition of a table mapping, and how the store may use it.
@@ -59,11 +61,10 @@ pub(crate) struct OneStatement<'a> {
 /// What the one-statement transition answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct OneStatementRows {
-    /// `(from, version)` when it applied.
-    pub(crate) applied: Option<(String, i64)>,
-    /// When it did not apply: the row's `(state, version)` as the statement saw it (`None`: no
-    /// such row).
-    pub(crate) row: Option<(String, i64)>,
+    /// When it applied: the state it left, the new version and the stored id.
+    pub(crate) applied: Option<StoredRow>,
+    /// When it did not apply: the row as the statement saw it (`None`: no such row).
+    pub(crate) row: Option<StoredRow>,
 }
 
 /// Runs the one-statement transition `sql` with `args` on `conn`.
@@ -77,12 +78,12 @@ pub(crate) async fn run<B: Driver>(
         Arg::Texts(args.sources),
         Arg::Text(args.target),
         Arg::Text(args.history.machine),
-        Arg::Text(args.history.entity),
         Arg::OptText(args.history.event),
         Arg::Int(args.history.at_micros),
         Arg::OptInt(args.expected_version),
         Arg::Text(args.history.table),
     ];
+    bound.extend(args.history.audit.args());
     if let Some((key, fingerprint)) = args.key {
         bound.extend([Arg::Text(key.source()), Arg::Int(key.seq()), Arg::Text(fingerprint.as_str())]);
     }
@@ -95,7 +96,10 @@ pub(crate) async fn run<B: Driver>(
         }
     };
     for row in rows {
-        let found = row.opt_text(1)?.zip(row.opt_int(2)?);
+        let found = match (row.opt_text(1)?, row.opt_int(2)?, row.opt_text(3)?) {
+            (Some(state), Some(version), Some(id)) => Some(StoredRow { state, version, id }),
+            _ => None,
+        };
         if row.int(0)? != 0 {
             answer.applied = found;
         } else {

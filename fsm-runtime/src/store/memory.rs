@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::clock::now_micros;
+use crate::clock::{micros_before_now, now_micros};
 use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::keys::MemoryKeys;
@@ -15,6 +15,7 @@ use crate::outbox::MemoryOutbox;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
+use crate::store::request::Audit;
 use crate::store::{ColumnValue, Effect, LockedEntity, NewEntity, Store, Target, TransitionRequest};
 use crate::transition::Transition;
 
@@ -29,8 +30,43 @@ struct Row {
     history: Vec<HistoryRecord>,
 }
 
-/// A history row: version, from, to, event, at_micros.
-type HistoryRecord = (i64, String, String, Option<&'static str>, i64);
+/// A history row, with its audit columns.
+#[derive(Debug, Clone)]
+struct HistoryRecord {
+    version: i64,
+    from: String,
+    to: String,
+    event: Option<&'static str>,
+    at_micros: i64,
+    audit: Audit,
+    key: Option<String>,
+}
+
+impl HistoryRecord {
+    /// The record as an entry; `deleted_at_micros` for a deleted life of the id.
+    fn entry<M: StateMachine>(
+        &self,
+        id: &EntityId,
+        table: &str,
+        deleted_at_micros: Option<i64>,
+    ) -> Result<HistoryEntry<M>, Error> {
+        Ok(HistoryEntry {
+            version: self.version,
+            from: parse_state::<M>(id, table, &self.from)?,
+            to: parse_state::<M>(id, table, &self.to)?,
+            event: self.event.map(str::to_owned),
+            at_micros: self.at_micros,
+            actor: self.audit.actor.clone(),
+            reason: self.audit.reason.clone(),
+            idempotency_key: self.key.clone(),
+            metadata: self.audit.metadata.clone(),
+            deleted_at_micros,
+        })
+    }
+}
+
+/// The histories of deleted entities, by id: when each life ended, and its history.
+type Retired = HashMap<EntityId, Vec<(i64, Vec<HistoryRecord>)>>;
 
 type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 
@@ -66,6 +102,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 /// ```
 pub struct MemoryStore<M> {
     rows: Arc<Mutex<HashMap<EntityId, Slot>>>,
+    /// The histories that [`Store::delete`] keeps.
+    retired: Arc<Mutex<Retired>>,
     /// The keys and the outbox: the "database" this store may share with other machines'.
     keys: MemoryKeys,
     table: String,
@@ -75,7 +113,13 @@ pub struct MemoryStore<M> {
 impl<M> Clone for MemoryStore<M> {
     /// Another handle on the same data.
     fn clone(&self) -> Self {
-        Self { rows: self.rows.clone(), keys: self.keys.clone(), table: self.table.clone(), machine: PhantomData }
+        Self {
+            rows: self.rows.clone(),
+            retired: self.retired.clone(),
+            keys: self.keys.clone(),
+            table: self.table.clone(),
+            machine: PhantomData,
+        }
     }
 }
 
@@ -101,7 +145,13 @@ impl<M: StateMachine> MemoryStore<M> {
     /// built on one [`MemoryKeys`] share them, as the machines of one SQL database share its
     /// tables (a key used by one machine is taken for all).
     pub fn with_keys(keys: MemoryKeys) -> Self {
-        Self { rows: Arc::default(), keys, table: M::MAPPING.table.to_string(), machine: PhantomData }
+        Self {
+            rows: Arc::default(),
+            retired: Arc::default(),
+            keys,
+            table: M::MAPPING.table.to_string(),
+            machine: PhantomData,
+        }
     }
 
     /// Stores a row as given, without any check: for tests of corrupted data and for imports.
@@ -181,6 +231,11 @@ impl<M: StateMachine> MemoryStore<M> {
         self.keys.outbox()
     }
 
+    fn lock_retired(&self) -> std::sync::MutexGuard<'_, Retired> {
+        // As `lock_rows`: short critical sections that do not panic.
+        self.retired.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn slot(&self, id: &EntityId) -> Option<Slot> {
         self.lock_rows().get(id).cloned()
     }
@@ -191,6 +246,7 @@ impl<M: StateMachine> MemoryStore<M> {
         target: Target<M>,
         expected_version: Option<i64>,
         effects: Vec<Effect<'_, MemoryTx>>,
+        record: (Audit, Option<String>),
     ) -> Result<Outcome<M>, Error> {
         let plan = match Plan::resolve(&id, target, expected_version)? {
             Resolution::Ready(plan) => plan,
@@ -204,10 +260,15 @@ impl<M: StateMachine> MemoryStore<M> {
                 }
             }
         };
-        self.apply_plan(plan, effects).await
+        self.apply_plan(plan, effects, record).await
     }
 
-    async fn apply_plan(&self, plan: Plan<M>, request_effects: Vec<Effect<'_, MemoryTx>>) -> Result<Outcome<M>, Error> {
+    async fn apply_plan(
+        &self,
+        plan: Plan<M>,
+        request_effects: Vec<Effect<'_, MemoryTx>>,
+        (audit, key): (Audit, Option<String>),
+    ) -> Result<Outcome<M>, Error> {
         let id = plan.id.clone();
         let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
         let mut guard = slot.lock().await;
@@ -240,13 +301,15 @@ impl<M: StateMachine> MemoryStore<M> {
         self.keys.outbox().append(tx.take_outbox());
         row.state = plan.target.as_str().to_owned();
         row.version = version;
-        row.history.push((
+        row.history.push(HistoryRecord {
             version,
-            from.as_str().to_owned(),
-            plan.target.as_str().to_owned(),
-            plan.event_name(),
-            now_micros(),
-        ));
+            from: from.as_str().to_owned(),
+            to: plan.target.as_str().to_owned(),
+            event: plan.event_name(),
+            at_micros: now_micros(),
+            audit,
+            key,
+        });
         Ok(Outcome::Applied { from, to: plan.target, version })
     }
 }
@@ -280,10 +343,13 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
             return Ok(DeleteOutcome::AlreadyAbsent);
         };
         let mut guard = slot.lock().await;
-        Ok(match guard.take() {
-            Some(_) => DeleteOutcome::Deleted,
-            None => DeleteOutcome::AlreadyAbsent,
-        })
+        let Some(row) = guard.take() else {
+            return Ok(DeleteOutcome::AlreadyAbsent);
+        };
+        if !row.history.is_empty() {
+            self.lock_retired().entry(id).or_default().push((now_micros(), row.history));
+        }
+        Ok(DeleteOutcome::Deleted)
     }
 
     async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
@@ -295,30 +361,58 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         let Some(row) = guard.as_ref() else {
             return Ok(Vec::new());
         };
-        row.history
-            .iter()
-            .map(|(version, from, to, event, at_micros)| {
-                Ok(HistoryEntry {
-                    version: *version,
-                    from: parse_state::<M>(&id, &self.table, from)?,
-                    to: parse_state::<M>(&id, &self.table, to)?,
-                    event: event.map(str::to_owned),
-                    at_micros: *at_micros,
-                })
-            })
-            .collect()
+        row.history.iter().map(|record| record.entry(&id, &self.table, None)).collect()
+    }
+
+    async fn audit(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
+        let id = id.into();
+        let mut entries = Vec::new();
+        for (deleted_at, history) in self.lock_retired().get(&id).into_iter().flatten() {
+            for record in history {
+                entries.push(record.entry(&id, &self.table, Some(*deleted_at))?);
+            }
+        }
+        entries.extend(self.history(id).await?);
+        Ok(entries)
+    }
+
+    async fn purge_history(&self, id: impl Into<EntityId> + Send) -> Result<u64, Error> {
+        let id = id.into();
+        let retired = self.lock_retired().remove(&id).unwrap_or_default();
+        let mut purged: usize = retired.iter().map(|(_, history)| history.len()).sum();
+        if let Some(slot) = self.slot(&id)
+            && let Some(row) = slot.lock().await.as_mut()
+        {
+            purged += std::mem::take(&mut row.history).len();
+        }
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
+    }
+
+    async fn purge_deleted_history(&self, older_than: std::time::Duration) -> Result<u64, Error> {
+        let before = micros_before_now(older_than);
+        let mut purged = 0_usize;
+        self.lock_retired().retain(|_, lives| {
+            lives.retain(|(deleted_at, history)| {
+                let expired = *deleted_at < before;
+                purged += if expired { history.len() } else { 0 };
+                !expired
+            });
+            !lives.is_empty()
+        });
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, MemoryTx>) -> Result<Outcome<M>, Error> {
-        let TransitionRequest { id, target, expected_version, key, effects } = request;
+        let TransitionRequest { id, target, expected_version, key, audit, effects } = request;
         let Some((key, fingerprint)) = key else {
-            return self.apply_unkeyed(id, target, expected_version, effects).await;
+            return self.apply_unkeyed(id, target, expected_version, effects, (audit, None)).await;
         };
         let mut slot = self.keys.lock_key(&key).await;
         if let Some(stored) = slot.as_ref() {
             return replayed_transition(&key, &fingerprint, &stored.fingerprint, &stored.outcome, &id);
         }
-        let outcome = self.apply_unkeyed(id.clone(), target, expected_version, effects).await?;
+        let record = (audit, Some(key.to_string()));
+        let outcome = self.apply_unkeyed(id.clone(), target, expected_version, effects, record).await?;
         if let Outcome::Applied { from, to, version } = outcome {
             let stored = StoredKey {
                 fingerprint: fingerprint.as_str().to_owned(),
@@ -382,7 +476,15 @@ impl<M: StateMachine> LockedEntity<M> for MemoryLocked<M> {
             Decision::AlreadyApplied { state, version } => already_applied(&self.id, state, version),
             Decision::Apply { from } => {
                 let version = version + 1;
-                self.pending.push((version, from.as_str().to_owned(), to.as_str().to_owned(), None, now_micros()));
+                self.pending.push(HistoryRecord {
+                    version,
+                    from: from.as_str().to_owned(),
+                    to: to.as_str().to_owned(),
+                    event: None,
+                    at_micros: now_micros(),
+                    audit: Audit::default(),
+                    key: None,
+                });
                 self.snapshot = Snapshot { state: to, version };
                 Ok(Outcome::Applied { from, to, version })
             }

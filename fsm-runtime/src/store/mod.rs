@@ -113,14 +113,33 @@ pub trait Store<M: StateMachine>: Send + Sync {
     /// Reads the entity's state and version.
     fn get(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<Snapshot<M>, Error>> + Send;
 
-    /// Deletes the entity and its history, or reports that it did not exist.
+    /// Deletes the entity, or reports that it did not exist. Its history stays, as the audit
+    /// trail of an earlier life of the id ([`Store::audit`]); an id created again starts a
+    /// history of its own. [`Store::purge_history`] and [`Store::purge_deleted_history`]
+    /// remove it.
     fn delete(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<DeleteOutcome, Error>> + Send;
 
-    /// The entity's applied transitions, oldest first (empty for an entity that does not exist).
+    /// The entity's applied transitions, oldest first (empty for an entity that does not exist,
+    /// or that was deleted).
     fn history(
         &self,
         id: impl Into<EntityId> + Send,
     ) -> impl Future<Output = Result<Vec<HistoryEntry<M>>, Error>> + Send;
+
+    /// The id's whole audit trail for this machine: the history of each deleted life of the id
+    /// (oldest first, each entry with its [`HistoryEntry::deleted_at_micros`]), then the live
+    /// entity's.
+    fn audit(&self, id: impl Into<EntityId> + Send)
+    -> impl Future<Output = Result<Vec<HistoryEntry<M>>, Error>> + Send;
+
+    /// Deletes this machine's history of the id, of the live entity and of its deleted lives:
+    /// the number of history rows removed. The entity itself stays (at its version).
+    fn purge_history(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// The retention job of the audit trail: deletes the history of the entities of this
+    /// store's table that were deleted longer than `older_than` ago; the number of rows removed.
+    fn purge_deleted_history(&self, older_than: std::time::Duration)
+    -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// Runs a transition request: the compare-and-set, the history row and the effects, all or
     /// nothing.

@@ -65,13 +65,23 @@ pub struct TransitionRequest<'a, M: StateMachine, Tx> {
     pub(crate) target: Target<M>,
     pub(crate) expected_version: Option<i64>,
     pub(crate) key: Option<(IdempotencyKey, Fingerprint)>,
+    pub(crate) audit: Audit,
     pub(crate) effects: Vec<Effect<'a, Tx>>,
+}
+
+/// What a request records in its history row beyond the move: who, why, and free metadata
+/// (the idempotency key is recorded from the request's key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Audit {
+    pub(crate) actor: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) metadata: Option<serde_json::Value>,
 }
 
 impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
     /// A request for `target` on entity `id`.
     pub fn new(id: impl Into<EntityId>, target: Target<M>) -> Self {
-        Self { id: id.into(), target, expected_version: None, key: None, effects: Vec::new() }
+        Self { id: id.into(), target, expected_version: None, key: None, audit: Audit::default(), effects: Vec::new() }
     }
 
     /// Move to `to` from any legal source.
@@ -107,6 +117,35 @@ impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
         self
     }
 
+    /// Record who asks for the transition (a user, a service, a job) in its history row.
+    ///
+    /// ```
+    /// use fsm_runtime::{StateMachine, TransitionRequest};
+    /// # #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// # enum Light { #[state(initial)] Off, #[transition(from = Off)] On }
+    /// let request: TransitionRequest<'_, Light, ()> = TransitionRequest::to(7, Light::On)
+    ///     .actor("user:42")
+    ///     .reason("customer asked")
+    ///     .metadata(serde_json::json!({ "ticket": "SUP-7" }));
+    /// assert_eq!(request.actor_name(), Some("user:42"));
+    /// ```
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.audit.actor = Some(actor.into());
+        self
+    }
+
+    /// Record why the transition is asked for in its history row.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.audit.reason = Some(reason.into());
+        self
+    }
+
+    /// Record free JSON metadata in the transition's history row.
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.audit.metadata = Some(metadata);
+        self
+    }
+
     /// Attach an effect: it runs in the transition's transaction, only if the transition applies.
     ///
     /// Effects run in the order they were attached; the first failure rolls everything back.
@@ -133,5 +172,15 @@ impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
     /// The version demanded, if any.
     pub fn expected_version(&self) -> Option<i64> {
         self.expected_version
+    }
+
+    /// The actor recorded with the transition, if any.
+    pub fn actor_name(&self) -> Option<&str> {
+        self.audit.actor.as_deref()
+    }
+
+    /// The reason recorded with the transition, if any.
+    pub fn reason_text(&self) -> Option<&str> {
+        self.audit.reason.as_deref()
     }
 }

@@ -5,7 +5,7 @@ use crate::entity_id::EntityId;
 use crate::error::Error;
 use crate::machine::StateMachine;
 use crate::outcome::{Outcome, Snapshot};
-use crate::sql::entity::HistoryRow;
+use crate::sql::entity::{AuditRow, HistoryRow};
 use crate::sql::{Backend, SqlTx};
 use crate::store::keyed::already_applied;
 use crate::store::locked::LockedEntity;
@@ -17,6 +17,8 @@ pub struct SqlLocked<M: StateMachine, B: Backend> {
     store: SqlStore<M, B>,
     tx: SqlTx<B>,
     id: EntityId,
+    /// The id as the table stores it, which the history rows are written under.
+    stored: String,
     snapshot: Snapshot<M>,
 }
 
@@ -27,8 +29,14 @@ impl<M: StateMachine, B: Backend> std::fmt::Debug for SqlLocked<M, B> {
 }
 
 impl<M: StateMachine, B: Backend> SqlLocked<M, B> {
-    pub(crate) fn new(store: SqlStore<M, B>, tx: SqlTx<B>, id: EntityId, snapshot: Snapshot<M>) -> Self {
-        Self { store, tx, id, snapshot }
+    pub(crate) fn new(
+        store: SqlStore<M, B>,
+        tx: SqlTx<B>,
+        id: EntityId,
+        stored: EntityId,
+        snapshot: Snapshot<M>,
+    ) -> Self {
+        Self { store, tx, id, stored: stored.to_string(), snapshot }
     }
 }
 
@@ -69,16 +77,16 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
                 source: format!("locked compare-and-set of `{}` matched {matched} rows", self.id).into(),
             });
         }
-        let id = self.id.to_string();
         let row = HistoryRow {
             table: &self.store.mapping.table,
             machine: M::MACHINE,
-            entity: &id,
+            entity: &self.stored,
             version: version + 1,
             from: from.as_str(),
             to: to.as_str(),
             event: None,
             at_micros: now_micros(),
+            audit: AuditRow::default(),
         };
         entity.insert_history::<B::Driver>(&mut *self.tx, row).await.map_err(|e| self.store.db(e))?;
         self.snapshot = Snapshot { state: to, version: version + 1 };

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 pub use locked::SqlLocked;
 
-use crate::clock::now_micros;
+use crate::clock::{micros_before_now, now_micros};
 use crate::entity_id::EntityId;
 use crate::error::{BoxError, Error};
 use crate::idempotency::{Fingerprint, IdempotencyKey};
@@ -18,7 +18,7 @@ use crate::machine::StateMachine;
 use crate::mapping::TableMapping;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 use crate::sql::Driver;
-use crate::sql::entity::{EntitySql, HistoryRow};
+use crate::sql::entity::{AuditRow, EntitySql, HistoryRow, StoredHistory, StoredRow};
 use crate::sql::insert_with::insert_with;
 use crate::sql::keys::KeySql;
 use crate::sql::transition::{self, OneStatement, OneStatementRows, TransitionSql};
@@ -39,7 +39,22 @@ enum Classified<M: StateMachine> {
     /// The request's idempotency key is stored: its outcome (or a reused-key error).
     Replayed(Result<Outcome<M>, Error>),
     /// The entity's row.
-    Row(Snapshot<M>),
+    Row(Found<M>),
+}
+
+/// The entity's row as read: its state and version, and its id as the table stores it, which
+/// its history, key and outbox rows are written under.
+struct Found<M: StateMachine> {
+    now: Snapshot<M>,
+    id: EntityId,
+}
+
+/// What a request brings besides its plan and effects: its idempotency key and the audit
+/// columns of its history row.
+#[derive(Clone, Copy)]
+struct Extras<'r> {
+    key: Option<(&'r IdempotencyKey, &'r Fingerprint)>,
+    audit: AuditRow<'r>,
 }
 
 /// A [`Store`] on an SQL database through a sqlx pool: [`SqliteStore`](crate::SqliteStore),
@@ -95,15 +110,18 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         crate::sql::migrate::migrate::<B>(&pool)
             .await
             .map_err(|e| Error::database(M::MACHINE, "fsm_schema_migrations", e))?;
-        let entity = EntitySql::new::<B::Driver>(&mapping);
         let mut conn = pool.acquire().await.map_err(|e| Error::database(M::MACHINE, &mapping.table, e))?;
+        let id_type = <B::Driver as Driver>::id_column_type(&mut conn, &mapping)
+            .await
+            .map_err(|e| Error::database(M::MACHINE, &mapping.table, e))?;
+        let entity = EntitySql::new::<B::Driver>(&mapping, id_type.as_deref());
         entity.check::<B::Driver>(&mut conn).await.map_err(|source| Error::Schema {
             machine: M::MACHINE,
             table: mapping.table.to_string(),
             columns: format!("{}, {}, {}", mapping.id, mapping.state, mapping.version),
             source: Box::new(source),
         })?;
-        let transition = <B::Driver as Driver>::transition_sql(&mut conn, &mapping).await;
+        let transition = <B::Driver as Driver>::transition_sql(&mut conn, &mapping, id_type.as_deref()).await;
         drop(conn);
         Ok(Self { pool, mapping, entity, keys: KeySql::new::<B::Driver>(), transition, machine: PhantomData })
     }
@@ -171,18 +189,21 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     ) -> Result<CreateOutcome<M>, Error> {
         entity.check(&self.mapping)?;
         let (id, state, columns) = entity.into_parts();
-        let refused = match insert_with::<B::Driver>(conn, &self.mapping, &id, state.as_str(), &columns).await {
-            Ok(1) => return Ok(CreateOutcome::Created { state }),
-            Ok(_) => None,
-            Err(error) if is_unique_violation(&error) => Some(error),
-            Err(error) => return Err(self.db(error)),
-        };
+        let refused =
+            match insert_with::<B::Driver>(conn, &self.mapping, self.entity.id_type(), &id, state.as_str(), &columns)
+                .await
+            {
+                Ok(1) => return Ok(CreateOutcome::Created { state }),
+                Ok(_) => None,
+                Err(error) if is_unique_violation(&error) => Some(error),
+                Err(error) => return Err(self.db(error)),
+            };
         // A duplicate id, or (MySQL) maybe another unique column: the row of the id tells.
         let row = match (self.entity.read::<B::Driver>(conn, &id, false).await, refused) {
             (Ok(None) | Err(_), Some(refused)) => return Err(self.db(refused)),
             (read, _) => read.map_err(|e| self.db(e))?,
         };
-        let existing = self.snapshot_of(&id, row)?;
+        let existing = self.found(&id, row)?.now;
         Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
     }
 
@@ -195,14 +216,26 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     }
 
     /// The entity's row, read on `tx`.
-    async fn read_on(&self, tx: &mut SqlTx<B>, id: &EntityId) -> Result<Snapshot<M>, Error> {
+    async fn read_on(&self, tx: &mut SqlTx<B>, id: &EntityId) -> Result<Found<M>, Error> {
         let row = self.entity.read::<B::Driver>(&mut **tx, id, false).await.map_err(|e| self.db(e))?;
-        self.snapshot_of(id, row)
+        self.found(id, row)
     }
 
-    fn snapshot_of(&self, id: &EntityId, row: Option<(String, i64)>) -> Result<Snapshot<M>, Error> {
-        let (state, version) = row.ok_or_else(|| not_found::<M>(id, &self.mapping.table))?;
-        Ok(Snapshot { state: parse_state::<M>(id, &self.mapping.table, &state)?, version })
+    /// The row read for `id`, or [`Error::NotFound`].
+    fn found(&self, id: &EntityId, row: Option<StoredRow>) -> Result<Found<M>, Error> {
+        let row = row.ok_or_else(|| not_found::<M>(id, &self.mapping.table))?;
+        let state = parse_state::<M>(id, &self.mapping.table, &row.state)?;
+        Ok(Found { now: Snapshot { state, version: row.version }, id: id.as_stored(row.id) })
+    }
+
+    /// The id as the table stores it, when the entity exists; else as given (the id of a
+    /// deleted entity, whose history is kept under the spelling it was stored with).
+    async fn stored_id(&self, tx: &mut SqlTx<B>, id: EntityId) -> Result<EntityId, Error> {
+        let row = self.entity.read::<B::Driver>(&mut **tx, &id, false).await.map_err(|e| self.db(e))?;
+        Ok(match row {
+            Some(row) => id.as_stored(row.id),
+            None => id,
+        })
     }
 
     /// Runs the effects of an applied transition on the open transaction, which names it.
@@ -211,13 +244,14 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         tx: &mut SqlTx<B>,
         effects: Vec<Effect<'_, SqlTx<B>>>,
         plan: &Plan<M>,
+        stored: &EntityId,
         from: M,
         version: i64,
     ) -> Result<(), Error> {
         if effects.is_empty() {
             return Ok(());
         }
-        let (to, id) = (plan.target, plan.id.clone());
+        let (to, id) = (plan.target, stored.clone());
         tx.set_transition(Transition { machine: M::MACHINE, id, from: from.as_str(), to: to.as_str(), version });
         for effect in effects {
             effect.run(tx).await.map_err(|source| effect_error::<M>(&plan.id, from, to, source))?;
@@ -225,8 +259,15 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Ok(())
     }
 
-    /// The history row of `plan` leaving `from` for `version`.
-    fn history_row<'r>(&'r self, plan: &'r Plan<M>, entity: &'r str, from: &'r str, version: i64) -> HistoryRow<'r> {
+    /// The history row of `plan` leaving `from` for `version`, under the stored id `entity`.
+    fn history_row<'r>(
+        &'r self,
+        plan: &'r Plan<M>,
+        entity: &'r str,
+        from: &'r str,
+        version: i64,
+        audit: AuditRow<'r>,
+    ) -> HistoryRow<'r> {
         HistoryRow {
             table: &self.mapping.table,
             machine: M::MACHINE,
@@ -236,6 +277,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             to: plan.target.as_str(),
             event: plan.event_name(),
             at_micros: now_micros(),
+            audit,
         }
     }
 
@@ -247,33 +289,34 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         id: &EntityId,
         plan: Resolution<M>,
         effects: Vec<Effect<'_, SqlTx<B>>>,
-        key: Option<(&IdempotencyKey, &Fingerprint)>,
+        extras: Extras<'_>,
         expected_version: Option<i64>,
     ) -> Result<Outcome<M>, Error> {
         let (plan, read) = match plan {
             Resolution::Ready(plan) => (plan, None),
             Resolution::NeedsState { event } => {
-                let now = match self.read_classifying(tx, id, key).await? {
+                let found = match self.read_classifying(tx, id, extras.key).await? {
                     Classified::Replayed(outcome) => return outcome,
-                    Classified::Row(now) => now,
+                    Classified::Row(found) => found,
                 };
+                let now = found.now;
                 match Plan::for_event_in_state(id, event, now.state, now.version, expected_version)? {
-                    AfterRead::Ready(plan) => (plan, Some(now)),
+                    AfterRead::Ready(plan) => (plan, Some(found)),
                     AfterRead::AlreadyApplied(Snapshot { state, version }) => {
                         return already_applied(id, state, version);
                     }
                 }
             }
         };
-        if self.transition.read_first && key.is_none() && effects.is_empty() && read.is_none() {
+        if self.transition.read_first && extras.key.is_none() && effects.is_empty() && read.is_none() {
             // A replay or a refused request ends with this read, without the statement's write
             // lock; a row in a legal source goes on to the statement, which checks again.
-            let now = self.read_on(tx, &plan.id).await?;
+            let now = self.read_on(tx, &plan.id).await?.now;
             if let Decision::AlreadyApplied { state, version } = plan.decide(now.state, now.version)? {
                 return already_applied(&plan.id, state, version);
             }
         }
-        self.apply_one_statement(tx, plan, effects, key, read).await
+        self.apply_one_statement(tx, plan, effects, extras, read).await
     }
 
     /// The compare-and-set and the history row (and, on PostgreSQL, the idempotency key) in
@@ -285,14 +328,14 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         tx: &mut SqlTx<B>,
         plan: Plan<M>,
         effects: Vec<Effect<'_, SqlTx<B>>>,
-        key: Option<(&IdempotencyKey, &Fingerprint)>,
-        read: Option<Snapshot<M>>,
+        extras: Extras<'_>,
+        read: Option<Found<M>>,
     ) -> Result<Outcome<M>, Error> {
+        let key = extras.key;
         let Some(sql) = self.transition.statement(key.is_some(), !effects.is_empty()).cloned() else {
-            return self.apply_read_then_cas(tx, plan, effects, key, read).await;
+            return self.apply_read_then_cas(tx, plan, effects, extras, read).await;
         };
         let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
-        let entity = plan.id.to_string();
         let mut effects = Some(effects);
         for _ in 0..MAX_ATTEMPTS {
             let args = OneStatement {
@@ -300,7 +343,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 sources: &sources,
                 target: plan.target.as_str(),
                 expected_version: plan.expected_version,
-                history: self.history_row(&plan, &entity, "", 0),
+                history: self.history_row(&plan, "", "", 0, extras.audit),
                 key,
             };
             let pending = effects.take().unwrap_or_default();
@@ -309,26 +352,27 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             } else {
                 tx.start().await.map_err(|e| self.db(e))?;
                 let answer = self.run_statement(tx, &sql, args).await?;
-                if let Some((from, version)) = &answer.applied {
-                    let from = parse_state::<M>(&plan.id, &self.mapping.table, from)?;
-                    self.run_effects(tx, pending, &plan, from, *version).await?;
+                if let Some(applied) = &answer.applied {
+                    let from = parse_state::<M>(&plan.id, &self.mapping.table, &applied.state)?;
+                    let stored = plan.id.as_stored(applied.id.clone());
+                    self.run_effects(tx, pending, &plan, &stored, from, applied.version).await?;
                     tx.finish_commit().await.map_err(|e| self.db(e))?;
-                    return Ok(Outcome::Applied { from, to: plan.target, version: *version });
+                    return Ok(Outcome::Applied { from, to: plan.target, version: applied.version });
                 }
                 tx.finish_rollback().await.map_err(|e| self.db(e))?;
                 effects = Some(pending);
                 answer
             };
-            if let Some((from, version)) = answer.applied {
-                let from = parse_state::<M>(&plan.id, &self.mapping.table, &from)?;
-                return Ok(Outcome::Applied { from, to: plan.target, version });
+            if let Some(applied) = answer.applied {
+                let from = parse_state::<M>(&plan.id, &self.mapping.table, &applied.state)?;
+                return Ok(Outcome::Applied { from, to: plan.target, version: applied.version });
             }
             let now = if key.is_none() {
-                self.snapshot_of(&plan.id, answer.row)?
+                self.found(&plan.id, answer.row)?.now
             } else {
                 match self.read_classifying(tx, &plan.id, key).await? {
                     Classified::Replayed(outcome) => return outcome,
-                    Classified::Row(now) => now,
+                    Classified::Row(found) => found.now,
                 }
             };
             match plan.decide(now.state, now.version)? {
@@ -368,9 +412,12 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         };
         let (row, stored) = self.entity.read_with_key::<B::Driver>(&mut **tx, id, key).await.map_err(|e| self.db(e))?;
         if let Some((stored_fingerprint, outcome)) = stored {
-            return Ok(Classified::Replayed(replayed_transition(key, fingerprint, &stored_fingerprint, &outcome, id)));
+            // The key names the entity as its table stores it.
+            let entity = row.map_or_else(|| id.clone(), |row| id.as_stored(row.id));
+            let replayed = replayed_transition(key, fingerprint, &stored_fingerprint, &outcome, &entity);
+            return Ok(Classified::Replayed(replayed));
         }
-        Ok(Classified::Row(self.snapshot_of(id, row)?))
+        Ok(Classified::Row(self.found(id, row)?))
     }
 
     /// Read, decide, then a compare-and-set on the observed state and version with the key,
@@ -382,17 +429,17 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         tx: &mut SqlTx<B>,
         plan: Plan<M>,
         effects: Vec<Effect<'_, SqlTx<B>>>,
-        key: Option<(&IdempotencyKey, &Fingerprint)>,
-        mut read: Option<Snapshot<M>>,
+        extras: Extras<'_>,
+        mut read: Option<Found<M>>,
     ) -> Result<Outcome<M>, Error> {
-        let entity = plan.id.to_string();
+        let key = extras.key;
         let mut effects = Some(effects);
         for _ in 0..MAX_ATTEMPTS {
-            let now = match read.take() {
-                Some(now) => now,
+            let Found { now, id: stored } = match read.take() {
+                Some(found) => found,
                 None => match self.read_classifying(tx, &plan.id, key).await? {
                     Classified::Replayed(outcome) => return outcome,
-                    Classified::Row(now) => now,
+                    Classified::Row(found) => found,
                 },
             };
             let from = match plan.decide(now.state, now.version)? {
@@ -402,7 +449,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             let version = now.version + 1;
             tx.start().await.map_err(|e| self.db(e))?;
             if let Some((key, fingerprint)) = key
-                && !self.claim_key(tx, key, fingerprint, &encode_applied(&plan.id, from, plan.target, version)).await?
+                && !self.claim_key(tx, key, fingerprint, &encode_applied(&stored, from, plan.target, version)).await?
             {
                 // Stored by a concurrent request with the same key: read it again.
                 tx.finish_rollback().await.map_err(|e| self.db(e))?;
@@ -418,9 +465,10 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 tx.finish_rollback().await.map_err(|e| self.db(e))?;
                 continue;
             }
-            let row = self.history_row(&plan, &entity, from.as_str(), version);
+            let entity = stored.to_string();
+            let row = self.history_row(&plan, &entity, from.as_str(), version, extras.audit);
             self.entity.insert_history::<B::Driver>(&mut **tx, row).await.map_err(|e| self.db(e))?;
-            self.run_effects(tx, effects.take().unwrap_or_default(), &plan, from, version).await?;
+            self.run_effects(tx, effects.take().unwrap_or_default(), &plan, &stored, from, version).await?;
             tx.finish_commit().await.map_err(|e| self.db(e))?;
             return Ok(Outcome::Applied { from, to: plan.target, version });
         }
@@ -446,6 +494,20 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         }
     }
 
+    fn history_db(&self, error: sqlx::Error) -> Error {
+        Error::database(M::MACHINE, "fsm_history", error)
+    }
+
+    /// The history of `id` (under the id as stored): the live entity's, or (`all`) its deleted
+    /// lives' too.
+    async fn list_history(&self, id: EntityId, all: bool) -> Result<Vec<HistoryEntry<M>>, Error> {
+        let mut tx = self.tx().await?;
+        let stored = self.stored_id(&mut tx, id).await?;
+        let (table, entity) = (&self.mapping.table, stored.to_string());
+        let rows = self.entity.list_history::<B::Driver>(&mut *tx, table, M::MACHINE, &entity, all).await;
+        rows.map_err(|e| self.history_db(e))?.into_iter().map(|row| history_entry(&stored, row)).collect()
+    }
+
     fn too_many_attempts(&self, plan: &Plan<M>) -> Error {
         Error::Database {
             machine: M::MACHINE,
@@ -455,6 +517,30 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
                 .into(),
         }
     }
+}
+
+/// A history row read back as an entry; a state or metadata that does not parse is an error
+/// naming the entity and `fsm_history`.
+fn history_entry<M: StateMachine>(id: &EntityId, row: StoredHistory) -> Result<HistoryEntry<M>, Error> {
+    let metadata =
+        row.metadata.map(|text| serde_json::from_str(&text)).transpose().map_err(|source| Error::Database {
+            machine: M::MACHINE,
+            table: "fsm_history".to_owned(),
+            retryable: false,
+            source: format!("metadata of `{id}` version {} is not JSON: {source}", row.version).into(),
+        })?;
+    Ok(HistoryEntry {
+        version: row.version,
+        from: parse_state::<M>(id, "fsm_history", &row.from)?,
+        to: parse_state::<M>(id, "fsm_history", &row.to)?,
+        event: row.event,
+        at_micros: row.at_micros,
+        actor: row.actor,
+        reason: row.reason,
+        idempotency_key: row.key,
+        metadata,
+        deleted_at_micros: (row.deleted_at_micros != 0).then_some(row.deleted_at_micros),
+    })
 }
 
 fn effect_error<M: StateMachine>(id: &EntityId, from: M, to: M, source: BoxError) -> Error {
@@ -475,7 +561,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
             Err(error) if is_unique_violation(&error) => {}
             Err(error) => return Err(self.db(error)),
         }
-        let existing = self.read_on(&mut tx, &id).await?;
+        let existing = self.read_on(&mut tx, &id).await?.now;
         Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
     }
 
@@ -486,52 +572,68 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
 
     async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {
         let mut tx = self.tx().await?;
-        self.read_on(&mut tx, &id.into()).await
+        Ok(self.read_on(&mut tx, &id.into()).await?.now)
     }
 
     async fn delete(&self, id: impl Into<EntityId> + Send) -> Result<DeleteOutcome, Error> {
         let id = id.into();
         let mut tx = self.tx().await?;
-        tx.start().await.map_err(|e| self.db(e))?;
+        tx.start_write().await.map_err(|e| self.db(e))?;
+        let Some(row) = self.entity.read::<B::Driver>(&mut *tx, &id, true).await.map_err(|e| self.db(e))? else {
+            tx.finish_rollback().await.map_err(|e| self.db(e))?;
+            return Ok(DeleteOutcome::AlreadyAbsent);
+        };
         let deleted = self.entity.delete::<B::Driver>(&mut *tx, &id).await.map_err(|e| self.db(e))?;
         self.entity
-            .delete_history::<B::Driver>(&mut *tx, &self.mapping.table, &id.to_string())
+            .retire_history::<B::Driver>(&mut *tx, &self.mapping.table, &row.id, now_micros())
             .await
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| self.history_db(e))?;
         tx.finish_commit().await.map_err(|e| self.db(e))?;
         Ok(if deleted == 0 { DeleteOutcome::AlreadyAbsent } else { DeleteOutcome::Deleted })
     }
 
     async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
-        let id = id.into();
+        self.list_history(id.into(), false).await
+    }
+
+    async fn audit(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
+        self.list_history(id.into(), true).await
+    }
+
+    async fn purge_history(&self, id: impl Into<EntityId> + Send) -> Result<u64, Error> {
         let mut tx = self.tx().await?;
-        let rows = self
-            .entity
-            .list_history::<B::Driver>(&mut *tx, &self.mapping.table, &id.to_string())
-            .await
-            .map_err(|e| Error::database(M::MACHINE, "fsm_history", e))?;
-        rows.into_iter()
-            .map(|(version, from, to, event, at_micros)| {
-                Ok(HistoryEntry {
-                    version,
-                    from: parse_state::<M>(&id, "fsm_history", &from)?,
-                    to: parse_state::<M>(&id, "fsm_history", &to)?,
-                    event,
-                    at_micros,
-                })
-            })
-            .collect()
+        let stored = self.stored_id(&mut tx, id.into()).await?.to_string();
+        let table = &self.mapping.table;
+        let purged = self.entity.purge_history::<B::Driver>(&mut *tx, table, M::MACHINE, &stored).await;
+        purged.map_err(|e| self.history_db(e))
+    }
+
+    async fn purge_deleted_history(&self, older_than: std::time::Duration) -> Result<u64, Error> {
+        let mut tx = self.tx().await?;
+        let before = micros_before_now(older_than);
+        let purged = self.entity.purge_retired::<B::Driver>(&mut *tx, &self.mapping.table, before).await;
+        purged.map_err(|e| self.history_db(e))
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
-        let TransitionRequest { id, target, expected_version, key, effects } = request;
-        let key = key.as_ref().map(|(key, fingerprint)| (key, fingerprint));
+        let TransitionRequest { id, target, expected_version, key, audit, effects } = request;
+        let key_text = key.as_ref().map(|(key, _)| key.to_string());
+        let metadata = audit.metadata.as_ref().map(serde_json::Value::to_string);
+        let extras = Extras {
+            key: key.as_ref().map(|(key, fingerprint)| (key, fingerprint)),
+            audit: AuditRow {
+                actor: audit.actor.as_deref(),
+                reason: audit.reason.as_deref(),
+                key: key_text.as_deref(),
+                metadata: metadata.as_deref(),
+            },
+        };
         let plan = Plan::resolve(&id, target, expected_version)?;
         // One pooled connection for the whole request: the reads, the statement and the
         // effects' transaction. Dropped halfway (the caller gave up), it is closed, not pooled.
         let mut tx = self.tx().await?;
         tx.close_unless_finished();
-        let outcome = self.apply_on(&mut tx, &id, plan, effects, key, expected_version).await;
+        let outcome = self.apply_on(&mut tx, &id, plan, effects, extras, expected_version).await;
         tx.finished();
         outcome
     }
@@ -545,7 +647,7 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         let mut tx = self.tx().await?;
         tx.start_write().await.map_err(|e| self.db(e))?;
         let row = self.entity.read::<B::Driver>(&mut *tx, &id, true).await.map_err(|e| self.db(e))?;
-        let snapshot = self.snapshot_of(&id, row)?;
-        Ok(SqlLocked::new(self.clone(), tx, id, snapshot))
+        let Found { now, id: stored } = self.found(&id, row)?;
+        Ok(SqlLocked::new(self.clone(), tx, id, stored, now))
     }
 }

@@ -1,5 +1,6 @@
 //! The error of every store operation.
 
+use crate::column_problem::ColumnProblem;
 use crate::entity_id::EntityId;
 use crate::idempotency::InvalidKey;
 use crate::mapping::InvalidIdentifier;
@@ -158,6 +159,20 @@ pub enum Error {
     #[error(transparent)]
     InvalidIdentifier(#[from] InvalidIdentifier),
 
+    /// A column given to [`Store::create_with`](crate::Store::create_with) cannot be written:
+    /// refused before anything was sent.
+    #[error("{machine}: column `{column}` of table `{table}` cannot be given to create_with: {problem}")]
+    InvalidColumn {
+        /// The machine.
+        machine: &'static str,
+        /// The entity table.
+        table: String,
+        /// The column as given.
+        column: String,
+        /// What is wrong with it.
+        problem: ColumnProblem,
+    },
+
     /// The entity table or one of its columns is missing or unreadable (checked when a store is
     /// built).
     #[error("{machine}: table `{table}` with columns {columns} is not usable: {source}")]
@@ -249,6 +264,7 @@ impl Error {
             | Self::InvalidKey(_)
             | Self::CorruptKey { .. }
             | Self::InvalidIdentifier(_)
+            | Self::InvalidColumn { .. }
             | Self::Schema { .. }
             | Self::Database { .. } => None,
         }

@@ -56,6 +56,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod column_problem;
+mod column_value;
 mod entity_id;
 pub mod error;
 pub mod fence;

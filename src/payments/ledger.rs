@@ -27,7 +27,6 @@ struct LedgerSql {
     create_tables: &'static [&'static str],
     insert_account: &'static str,
     account_balance: &'static str,
-    insert_payment: &'static str,
     read_payment: &'static str,
     debit: &'static str,
     credit: &'static str,
@@ -55,7 +54,6 @@ const QUESTION_MARKS: LedgerSql = LedgerSql {
     create_tables: CREATE_TABLES,
     insert_account: "INSERT INTO accounts (id, balance) VALUES (?, ?)",
     account_balance: "SELECT balance FROM accounts WHERE id = ?",
-    insert_payment: "INSERT INTO payments (id, state, version, account_id, amount) VALUES (?, ?, 0, ?, ?)",
     read_payment: "SELECT id, account_id, amount, state, version FROM payments WHERE id = ?",
     debit: "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance - ? >= 0",
     credit: "UPDATE accounts SET balance = balance + ? WHERE id = ?",
@@ -66,7 +64,6 @@ const DOLLARS: LedgerSql = LedgerSql {
     create_tables: CREATE_TABLES,
     insert_account: "INSERT INTO accounts (id, balance) VALUES ($1, $2)",
     account_balance: "SELECT balance FROM accounts WHERE id = $1",
-    insert_payment: "INSERT INTO payments (id, state, version, account_id, amount) VALUES ($1, $2, 0, $3, $4)",
     read_payment: "SELECT id, account_id, amount, state, version FROM payments WHERE id = $1",
     debit: "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance - $1 >= 0",
     credit: "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
@@ -91,16 +88,6 @@ pub trait Ledger: Backend {
         conn: &mut Self::Connection,
         id: &str,
     ) -> impl Future<Output = Result<Option<i64>, sqlx::Error>> + Send;
-
-    /// Inserts a payment in `state` at version 0 (what [`Store::create`](fsm_runtime::Store::create)
-    /// does, with the payment's own columns).
-    fn insert_payment(
-        conn: &mut Self::Connection,
-        id: &str,
-        state: &str,
-        account_id: &str,
-        amount: i64,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Reads a payment.
     fn read_payment(
@@ -157,23 +144,6 @@ macro_rules! impl_ledger {
 
             async fn account_balance(conn: &mut Self::Connection, id: &str) -> Result<Option<i64>, sqlx::Error> {
                 sqlx::query_scalar($sql.account_balance).bind(id).fetch_optional(conn).await
-            }
-
-            async fn insert_payment(
-                conn: &mut Self::Connection,
-                id: &str,
-                state: &str,
-                account_id: &str,
-                amount: i64,
-            ) -> Result<(), sqlx::Error> {
-                sqlx::query($sql.insert_payment)
-                    .bind(id)
-                    .bind(state)
-                    .bind(account_id)
-                    .bind(amount)
-                    .execute(conn)
-                    .await
-                    .map(drop)
             }
 
             async fn read_payment(conn: &mut Self::Connection, id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fsm_runtime::outbox::{Outbox as _, OutboxMessage};
 use fsm_runtime::sql::SqlTx;
+use fsm_runtime::store::{CreateOutcome, NewEntity};
 use fsm_runtime::{IdempotencyKey, Keys as _, Once, Outcome, StateMachine, Store, TransitionRequest, sqlx};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -178,8 +179,10 @@ async fn create_payment<B: Ledger>(
     }
     let fingerprint = fingerprint("POST", uri.path(), &request)?;
     let id = new_id("pay");
+    let store = service.store().clone();
     // The payment row and the key are written in one transaction: a retry finds the key and
-    // gets the same payment back, never a second one.
+    // gets the same payment back, never a second one. The store writes the row's state and
+    // version; the payment's own columns come with it.
     let once = service
         .store()
         .keys()
@@ -189,8 +192,12 @@ async fn create_payment<B: Ledger>(
                 if B::account_balance(&mut **tx, &account_id).await?.is_none() {
                     return Err(UnknownAccount(account_id).into());
                 }
-                let state = PaymentState::initial();
-                B::insert_payment(&mut **tx, &id, state.as_str(), &account_id, amount).await?;
+                let payment =
+                    NewEntity::new(id.as_str()).column("account_id", account_id.as_str()).column("amount", amount);
+                let state = match store.create_with_on(&mut **tx, payment).await? {
+                    CreateOutcome::Created { state } => state,
+                    CreateOutcome::AlreadyExists { .. } => return Err(format!("payment id `{id}` is taken").into()),
+                };
                 let view = PaymentView { id: id.clone(), account_id, amount, state: state.as_str(), version: 0 };
                 Ok(StoredResponse::json(StatusCode::CREATED, Some(format!("/payments/{id}")), &view)?)
             })

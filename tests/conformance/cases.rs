@@ -9,6 +9,7 @@ use fsm_runtime::store::DeleteOutcome;
 use fsm_runtime::store::EffectFuture;
 use fsm_runtime::store::LockedEntity;
 use fsm_runtime::store::Snapshot;
+use fsm_runtime::store::{ColumnProblem, ColumnValue, NewEntity};
 use fsm_runtime::{Error, Fingerprint, IdempotencyKey, Once, Outcome, Store, TransitionRequest};
 
 use fsm_runtime::Keys as _;
@@ -17,6 +18,7 @@ use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Rela
 
 pub use crate::audit_cases::{delete_keeps_the_audit_trail, history_records_who_why_and_which_request};
 use crate::fixture::backends::RawAccess;
+use crate::fixture::columns::RawColumns;
 use crate::fixture::machines::{Light, LightEvent, Order, OrderEvent, Payment, PaymentEvent, Ticket, TicketEvent};
 
 /// Create is idempotent: the second create reports the existing entity and writes nothing.
@@ -797,4 +799,193 @@ pub async fn one_key_across_two_machines<S: Store<Order> + RawAccess + 'static>(
     // One purge through either machine's keys forgets every key.
     assert_eq!(store.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 3);
     assert_eq!(tickets.keys().purge_of(Some(&table), std::time::Duration::ZERO).await.unwrap(), 0);
+}
+
+/// `create_with` writes the entity's own columns, the state and version 0 in one row; a column
+/// left out is `NULL`; `state` chooses another state than the initial one.
+pub async fn create_with_writes_one_row<S: Store<Order> + RawAccess + RawColumns + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
+    store.add_columns(&table).await;
+    let payment = NewEntity::new(1).column("amount", 1250_i64).column("currency", "EUR");
+    assert_eq!(store.create_with(payment).await.unwrap(), CreateOutcome::Created { state: Order::Created });
+    let row = store.read_row(&table, 1).await.expect("the row");
+    assert_eq!((row.state.as_str(), row.version), ("created", 0));
+    assert_eq!((row.get("amount"), row.get("currency")), (&ColumnValue::Int(1250), &ColumnValue::Text("EUR".into())));
+    assert_eq!(row.get("note"), &ColumnValue::Null);
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    let imported = NewEntity::new(2).state(Order::Paid).column("amount", 7_i32);
+    assert_eq!(store.create_with(imported).await.unwrap(), CreateOutcome::Created { state: Order::Paid });
+    assert_eq!(
+        store.transition(2, Order::Shipped).await.unwrap(),
+        Outcome::Applied { from: Order::Paid, to: Order::Shipped, version: 1 }
+    );
+    let row = store.read_row(&table, 2).await.expect("the row");
+    assert_eq!((row.state.as_str(), row.version, row.get("amount")), ("shipped", 1, &ColumnValue::Int(7)));
+}
+
+/// A second `create_with` of an existing id is `AlreadyExists` and changes none of its columns,
+/// whether the entity was made by `create_with` or by `create`.
+pub async fn create_with_existing_unchanged<S: Store<Order> + RawAccess + RawColumns + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
+    store.add_columns(&table).await;
+    store.create_with(NewEntity::new(1).column("amount", 1250_i64).column("currency", "EUR")).await.unwrap();
+    store.transition(1, Order::Paid).await.unwrap();
+    let again = NewEntity::new(1).column("amount", 9999_i64).column("currency", "USD").column("note", "again");
+    assert_eq!(
+        store.create_with(again).await.unwrap(),
+        CreateOutcome::AlreadyExists { state: Order::Paid, version: 1 }
+    );
+    let row = store.read_row(&table, 1).await.expect("the row");
+    assert_eq!((row.state.as_str(), row.version), ("paid", 1));
+    assert_eq!((row.get("amount"), row.get("currency")), (&ColumnValue::Int(1250), &ColumnValue::Text("EUR".into())));
+    assert_eq!(row.get("note"), &ColumnValue::Null);
+    store.create(2).await.unwrap();
+    let late = NewEntity::new(2).state(Order::Shipped).column("amount", 5_i64);
+    assert_eq!(
+        store.create_with(late).await.unwrap(),
+        CreateOutcome::AlreadyExists { state: Order::Created, version: 0 }
+    );
+    assert_eq!(store.read_row(&table, 2).await.expect("the row").get("amount"), &ColumnValue::Null);
+}
+
+/// A column name that is not an identifier, the id, state or version column, or a name given
+/// twice is refused with a typed error naming the column and the table, and nothing is written.
+pub async fn create_with_refuses_bad_columns<S: Store<Order> + RawAccess + RawColumns + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
+    store.add_columns(&table).await;
+    let cases: [(NewEntity<Order>, &str, ColumnProblem); 6] = [
+        (
+            NewEntity::new(1).column("amount; DROP TABLE x", 1_i64),
+            "amount; DROP TABLE x",
+            ColumnProblem::InvalidIdentifier,
+        ),
+        (NewEntity::new(1).column("", 1_i64), "", ColumnProblem::InvalidIdentifier),
+        (
+            NewEntity::new(1).column("amount", 1_i64).column("state", "paid"),
+            "state",
+            ColumnProblem::Reserved("state column"),
+        ),
+        (NewEntity::new(1).column("ID", 2_i64), "ID", ColumnProblem::Reserved("id column")),
+        (NewEntity::new(1).column("version", 5_i64), "version", ColumnProblem::Reserved("version column")),
+        (NewEntity::new(1).column("amount", 1_i64).column("Amount", 2_i64), "Amount", ColumnProblem::Duplicate),
+    ];
+    for (entity, column, problem) in cases {
+        let error = store.create_with(entity).await.unwrap_err();
+        match &error {
+            Error::InvalidColumn { machine: "Order", table: t, column: c, problem: p } => {
+                assert_eq!((t.as_str(), c.as_str(), *p), (table.as_str(), column, problem), "{error}");
+            }
+            other => panic!("expected InvalidColumn for `{column}`, got {other:?}"),
+        }
+        let message = error.to_string();
+        assert!(message.contains(&format!("`{column}`")) && message.contains(&format!("`{table}`")), "{message}");
+        assert!(!error.is_retryable());
+        assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }), "{column}: nothing written");
+        assert_eq!(store.read_row(&table, 1).await, None);
+    }
+}
+
+/// A column the table does not have is the database's error naming the table, and the one
+/// statement wrote nothing; the memory store, which has no schema, keeps any column.
+pub async fn create_with_unknown_column<S: Store<Order> + RawAccess + RawColumns + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
+    store.add_columns(&table).await;
+    let entity = NewEntity::new(1).column("amount", 1250_i64).column("no_such_column", "x");
+    if !S::HAS_SCHEMA {
+        assert_eq!(store.create_with(entity).await.unwrap(), CreateOutcome::Created { state: Order::Created });
+        return;
+    }
+    let error = store.create_with(entity).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Database { machine: "Order", table: t, retryable: false, .. } if *t == table),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("no_such_column"), "the database names the column: {error}");
+    assert_eq!(store.read_row(&table, 1).await, None);
+    assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }));
+    // The id is still free.
+    assert_eq!(
+        store.create_with(NewEntity::new(1).column("amount", 1_i64)).await.unwrap(),
+        CreateOutcome::Created { state: Order::Created }
+    );
+}
+
+/// Every kind of value reaches its column and reads back the same: `NULL`, booleans, floats,
+/// JSON (PostgreSQL `jsonb` and `json`, MySQL `JSON`, text columns), binary strings.
+pub async fn create_with_values_round_trip<S: Store<Order> + RawAccess + RawColumns + 'static>(
+    store: Arc<S>,
+    table: String,
+) {
+    store.add_columns(&table).await;
+    let meta = serde_json::json!({"tags": ["a", "b"], "n": 3, "nested": {"ok": true}});
+    let doc = serde_json::json!([1, "two", null]);
+    let blob = vec![0_u8, 1, 127, 128, 255];
+    let first = NewEntity::new(1)
+        .column("amount", None::<i64>)
+        .column("note", ColumnValue::Null)
+        .column("paid", true)
+        .column("rate", 12.5_f64)
+        .column("meta", meta.clone())
+        .column("doc", doc.clone())
+        .column("attachment", blob.clone())
+        .column("currency", Some("EUR"));
+    store.create_with(first).await.unwrap();
+    let row = store.read_row(&table, 1).await.expect("the row");
+    let expected: [(&str, ColumnValue); 8] = [
+        ("amount", ColumnValue::Null),
+        ("note", ColumnValue::Null),
+        ("paid", ColumnValue::Bool(true)),
+        ("rate", ColumnValue::Float(12.5)),
+        ("meta", ColumnValue::Json(meta)),
+        ("doc", ColumnValue::Json(doc)),
+        ("attachment", ColumnValue::Bytes(blob)),
+        ("currency", ColumnValue::Text("EUR".into())),
+    ];
+    for (name, value) in &expected {
+        assert_eq!(row.get(name), value, "column `{name}`");
+    }
+    let second = NewEntity::new(2)
+        .column("paid", false)
+        .column("rate", -0.25_f64)
+        .column("meta", serde_json::json!("a string"))
+        .column("attachment", Vec::<u8>::new())
+        .column("note", "l'été \"quoted\"");
+    store.create_with(second).await.unwrap();
+    let row = store.read_row(&table, 2).await.expect("the row");
+    assert_eq!(row.get("paid"), &ColumnValue::Bool(false));
+    assert_eq!(row.get("rate"), &ColumnValue::Float(-0.25));
+    assert_eq!(row.get("meta"), &ColumnValue::Json(serde_json::json!("a string")));
+    assert_eq!(row.get("attachment"), &ColumnValue::Bytes(Vec::new()));
+    assert_eq!(row.get("note"), &ColumnValue::Text("l'été \"quoted\"".into()));
+}
+
+/// Clones of a store share the same data: entities, history, idempotency keys and outbox.
+pub async fn clones_share_state<S>(store: Arc<S>, table: String)
+where
+    S: Store<Order> + RawAccess + Clone + 'static,
+    S::Tx: Outbox,
+{
+    let clone = S::clone(&store);
+    clone.create(1).await.unwrap();
+    assert_eq!(store.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    let pay = || TransitionRequest::to(1, Order::Paid).idempotency_key(key(&table, 1), fingerprint("pay"));
+    assert!(store.apply(pay().effect(enqueue_receipt::<S::Tx>(table.clone()))).await.unwrap().is_applied());
+    assert_eq!(clone.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+    assert_eq!(clone.history(1).await.unwrap().len(), 1);
+    assert_eq!(
+        clone.apply(pay()).await.unwrap(),
+        Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    let relay = Relay::new(clone.outbox(&table).await).lease(std::time::Duration::from_secs(30));
+    assert_eq!(relay.run_once(&Recorder::default()).await.unwrap(), RelayReport { published: 1, failed: 0 });
+    assert_eq!(clone.delete(1).await.unwrap(), DeleteOutcome::Deleted);
+    assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }));
 }

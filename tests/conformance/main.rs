@@ -100,6 +100,12 @@ macro_rules! conformance {
                 one_key_across_two_machines: Order,
                 history_records_who_why_and_which_request: Order,
                 delete_keeps_the_audit_trail: Order,
+                create_with_writes_one_row: Order,
+                create_with_existing_unchanged: Order,
+                create_with_refuses_bad_columns: Order,
+                create_with_unknown_column: Order,
+                create_with_values_round_trip: Order,
+                clones_share_state: Order,
             );
         }
     };

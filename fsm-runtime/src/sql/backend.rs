@@ -114,6 +114,12 @@ pub(crate) mod private {
             id_type: Option<&str>,
         ) -> impl Future<Output = TransitionSql> + Send;
 
+        /// The suffix of an `INSERT` that ignores a duplicate of the key `column` (quoted) and
+        /// of no other unique column; empty where the duplicate is reported as an error.
+        fn on_conflict_do_nothing(column: &str) -> String {
+            format!(" ON CONFLICT ({column}) DO NOTHING")
+        }
+
         /// Runs after the one-statement transition failed on `conn` (SQLite ends the batch's
         /// transaction, which the failing statement may have left open).
         fn after_failed_transition(conn: &mut Self::Connection) -> impl Future<Output = ()> + Send {

@@ -109,6 +109,8 @@ pub(crate) struct EntitySql {
     read_with_key: Arc<str>,
     /// `SELECT id, state, version FROM t WHERE 1 = 0`: the schema check.
     check: Arc<str>,
+    /// The id column's SQL type, where the database needs to know it (see `Driver::id_param`).
+    id_type: Option<Arc<str>>,
 }
 
 impl EntitySql {
@@ -177,7 +179,13 @@ impl EntitySql {
             )
             .into(),
             check: format!("SELECT {id}, {state}, {version} FROM {table} WHERE 1 = 0").into(),
+            id_type: id_type.map(Into::into),
         }
+    }
+
+    /// The id column's SQL type, where the database needs to know it.
+    pub(crate) fn id_type(&self) -> Option<&str> {
+        self.id_type.as_deref()
     }
 
     /// The row's state, version and stored id (`lock`: locking it until the transaction ends).

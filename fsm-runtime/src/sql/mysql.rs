@@ -17,7 +17,7 @@ use crate::sql::entity::is_plain_column_type;
 use crate::sql::leases::request_args;
 use crate::sql::mysql_procedure;
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Row, bind, fixed, owned, texts_as_json};
+use crate::sql::value::{Arg, Binders, Row, bind, fixed, json_as_text, owned, texts_as_json};
 
 /// The query that names the server's binary, non-padding collation of `utf8mb4`
 /// (`utf8mb4_nopad_bin` on MariaDB, `utf8mb4_0900_bin` on MySQL 8), which the migrations put in
@@ -61,16 +61,22 @@ impl Driver for MySql {
         "?".to_owned()
     }
 
+    /// None: MySQL reports the duplicate (`INSERT IGNORE` would also turn other errors into
+    /// warnings), and the caller classifies it.
+    fn on_conflict_do_nothing(_: &str) -> String {
+        String::new()
+    }
+
     fn id_text(column: &str) -> String {
         format!("CAST({column} AS CHAR)")
     }
 
     async fn execute(conn: &mut MySqlConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        Ok(bind(sqlx::query(sql), args, texts_as_json)?.execute(conn).await?.rows_affected())
+        Ok(bind(sqlx::query(sql), args, binders())?.execute(conn).await?.rows_affected())
     }
 
     async fn fetch(conn: &mut MySqlConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<Vec<Row>, sqlx::Error> {
-        bind(sqlx::query(sql), args, texts_as_json)?.fetch_all(conn).await?.iter().map(Row::read).collect()
+        bind(sqlx::query(sql), args, binders())?.fetch_all(conn).await?.iter().map(Row::read).collect()
     }
 
     async fn execute_script(conn: &mut MySqlConnection, sql: &str) -> Result<(), sqlx::Error> {
@@ -138,6 +144,11 @@ impl Driver for MySql {
         let highest = crate::sql::fences::highest::<Self>(conn, resource).await?.unwrap_or(i64::MAX);
         Ok((highest > token).then_some(highest))
     }
+}
+
+/// How MySQL takes a list of texts and a JSON document.
+fn binders<'q, 'a>() -> Binders<'q, 'a, MySql> {
+    Binders { texts: texts_as_json, json: json_as_text }
 }
 
 /// Whether MySQL's or MariaDB's error is transient (see [`crate::sql::is_transient`]): `1205`

@@ -14,7 +14,7 @@ use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
 use crate::sql::entity::{HISTORY_COLUMNS, is_plain_column_type};
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Query, Row, bind, fixed};
+use crate::sql::value::{Arg, Binders, Query, Row, bind, fixed};
 
 impl Backend for Postgres {
     type Driver = Self;
@@ -73,11 +73,11 @@ impl Driver for Postgres {
     }
 
     async fn execute(conn: &mut PgConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        Ok(bind(sqlx::query(sql), args, texts_as_array)?.execute(conn).await?.rows_affected())
+        Ok(bind(sqlx::query(sql), args, binders())?.execute(conn).await?.rows_affected())
     }
 
     async fn fetch(conn: &mut PgConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<Vec<Row>, sqlx::Error> {
-        bind(sqlx::query(sql), args, texts_as_array)?.fetch_all(conn).await?.iter().map(Row::read).collect()
+        bind(sqlx::query(sql), args, binders())?.fetch_all(conn).await?.iter().map(Row::read).collect()
     }
 
     async fn execute_script(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
@@ -113,9 +113,44 @@ pub(crate) fn is_transient(error: &sqlx::postgres::PgDatabaseError) -> bool {
     TRANSIENT.contains(&error.code())
 }
 
+/// How Postgres takes a list of texts and a JSON document.
+fn binders<'q, 'a>() -> Binders<'q, 'a, Postgres> {
+    Binders { texts: texts_as_array, json: json_as_jsonb }
+}
+
 /// Binds a list of texts as a `text[]`.
 fn texts_as_array<'q>(query: Query<'q, Postgres>, values: &[&'static str]) -> Result<Query<'q, Postgres>, sqlx::Error> {
     Ok(query.bind(values))
+}
+
+/// A JSON document's text, bound as `jsonb` (which a `json`, `jsonb` or text column takes by
+/// assignment; a text parameter would be refused by a JSON column).
+struct Jsonb<'a>(&'a str);
+
+/// `jsonb`'s OID, fixed in every PostgreSQL (`pg_type.dat`).
+const JSONB_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(3802);
+
+impl sqlx::Type<Postgres> for Jsonb<'_> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(JSONB_OID)
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for Jsonb<'_> {
+    /// `jsonb`'s binary format: the format version, 1, then the JSON text.
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        buf.push(1);
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
+/// Binds a JSON document as `jsonb`.
+fn json_as_jsonb<'q>(query: Query<'q, Postgres>, value: &str) -> Query<'q, Postgres> {
+    query.bind(Jsonb(value))
 }
 
 /// The one-statement transition of `mapping`. `source` locks the row only if it is in a legal

@@ -18,7 +18,7 @@ use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
 use crate::sql::entity::HISTORY_COLUMNS;
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Row, bind, texts_as_json};
+use crate::sql::value::{Arg, Binders, Row, bind, json_as_text, texts_as_json};
 
 impl Backend for Sqlite {
     type Driver = Self;
@@ -60,11 +60,11 @@ impl Driver for Sqlite {
     }
 
     async fn execute(conn: &mut SqliteConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        Ok(bind(sqlx::query(sql), args, texts_as_json)?.execute(conn).await?.rows_affected())
+        Ok(bind(sqlx::query(sql), args, binders())?.execute(conn).await?.rows_affected())
     }
 
     async fn fetch(conn: &mut SqliteConnection, sql: SqlStr, args: &[Arg<'_>]) -> Result<Vec<Row>, sqlx::Error> {
-        let rows = bind(sqlx::query(sql), args, texts_as_json)?.fetch_all(conn).await?;
+        let rows = bind(sqlx::query(sql), args, binders())?.fetch_all(conn).await?;
         rows.iter().map(Row::read).collect()
     }
 
@@ -81,6 +81,11 @@ impl Driver for Sqlite {
     async fn transition_sql(_: &mut SqliteConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
         TransitionSql { plain: Some(batch(mapping).into()), keyed: None, nests: false, read_first: true }
     }
+}
+
+/// How Sqlite takes a list of texts and a JSON document.
+fn binders<'q, 'a>() -> Binders<'q, 'a, Sqlite> {
+    Binders { texts: texts_as_json, json: json_as_text }
 }
 
 /// Result codes of transient failures: the database was busy or locked by another connection.

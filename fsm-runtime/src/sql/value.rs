@@ -21,6 +21,14 @@ pub enum Arg<'a> {
     OptText(Option<&'a str>),
     /// A list of texts: a `text[]` on PostgreSQL, a JSON array where the database has no arrays.
     Texts(&'a [&'static str]),
+    /// A boolean.
+    Bool(bool),
+    /// A `DOUBLE PRECISION`.
+    Float(f64),
+    /// A binary string.
+    Bytes(&'a [u8]),
+    /// A JSON document as its text: `jsonb` on PostgreSQL, a text elsewhere.
+    Json(&'a str),
 }
 
 impl<'a> From<&'a EntityId> for Arg<'a> {
@@ -54,11 +62,22 @@ pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database
 /// How a database binds an [`Arg::Texts`].
 pub(crate) type BindTexts<'q, 'a, DB> = fn(Query<'q, DB>, &'a [&'static str]) -> Result<Query<'q, DB>, sqlx::Error>;
 
-/// Binds `args` in order; `texts` binds an [`Arg::Texts`] the way the database takes a list.
+/// How a database binds an [`Arg::Json`].
+pub(crate) type BindJson<'q, 'a, DB> = fn(Query<'q, DB>, &'a str) -> Query<'q, DB>;
+
+/// How a database binds the arguments that differ between databases.
+pub(crate) struct Binders<'q, 'a, DB: sqlx::Database> {
+    /// Binds an [`Arg::Texts`] the way the database takes a list.
+    pub(crate) texts: BindTexts<'q, 'a, DB>,
+    /// Binds an [`Arg::Json`] the way the database takes JSON.
+    pub(crate) json: BindJson<'q, 'a, DB>,
+}
+
+/// Binds `args` in order, the lists and JSON documents with the database's `binders`.
 pub(crate) fn bind<'q, 'a, DB>(
     mut query: Query<'q, DB>,
     args: &[Arg<'a>],
-    texts: BindTexts<'q, 'a, DB>,
+    binders: Binders<'q, 'a, DB>,
 ) -> Result<Query<'q, DB>, sqlx::Error>
 where
     DB: sqlx::Database,
@@ -66,6 +85,9 @@ where
     Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     for arg in args {
         query = match *arg {
@@ -73,10 +95,24 @@ where
             Arg::OptInt(value) => query.bind(value),
             Arg::Text(value) => query.bind(value),
             Arg::OptText(value) => query.bind(value),
-            Arg::Texts(values) => texts(query, values)?,
+            Arg::Texts(values) => (binders.texts)(query, values)?,
+            Arg::Bool(value) => query.bind(value),
+            Arg::Float(value) => query.bind(value),
+            Arg::Bytes(value) => query.bind(value),
+            Arg::Json(value) => (binders.json)(query, value),
         };
     }
     Ok(query)
+}
+
+/// Binds a JSON document as its text (MySQL's `JSON` and SQLite take text).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn json_as_text<'q, 'a, DB>(query: Query<'q, DB>, value: &'a str) -> Query<'q, DB>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query.bind(value)
 }
 
 /// Binds a list of texts as a JSON array (SQLite's `json_each`, MySQL's `JSON_CONTAINS`).

@@ -16,7 +16,7 @@ use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapsh
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
 use crate::store::request::Audit;
-use crate::store::{Effect, LockedEntity, Store, Target, TransitionRequest};
+use crate::store::{ColumnValue, Effect, LockedEntity, NewEntity, Store, Target, TransitionRequest};
 use crate::transition::Transition;
 
 /// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
@@ -25,6 +25,8 @@ use crate::transition::Transition;
 struct Row {
     state: String,
     version: i64,
+    /// The entity's own columns, as given to [`Store::create_with`].
+    columns: Vec<(String, ColumnValue)>,
     history: Vec<HistoryRecord>,
 }
 
@@ -70,6 +72,9 @@ type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 
 /// An in-memory [`Store`] with the same semantics as the SQL adapters.
 ///
+/// Clones share the same data (entities, idempotency keys, outbox), as clones of an
+/// [`SqlStore`](crate::store::SqlStore) share its pool and database: hand a clone to each task.
+///
 /// Each entity has its own async lock, held across the decision, the effects and the write, so
 /// racing tasks are serialised per entity and exactly one of them gets [`Outcome::Applied`].
 ///
@@ -96,13 +101,26 @@ type Slot = Arc<tokio::sync::Mutex<Option<Row>>>;
 /// # }).unwrap();
 /// ```
 pub struct MemoryStore<M> {
-    rows: Mutex<HashMap<EntityId, Slot>>,
+    rows: Arc<Mutex<HashMap<EntityId, Slot>>>,
     /// The histories that [`Store::delete`] keeps.
     retired: Arc<Mutex<Retired>>,
     /// The keys and the outbox: the "database" this store may share with other machines'.
     keys: MemoryKeys,
     table: String,
     machine: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for MemoryStore<M> {
+    /// Another handle on the same data.
+    fn clone(&self) -> Self {
+        Self {
+            rows: self.rows.clone(),
+            retired: self.retired.clone(),
+            keys: self.keys.clone(),
+            table: self.table.clone(),
+            machine: PhantomData,
+        }
+    }
 }
 
 impl<M: StateMachine> Default for MemoryStore<M> {
@@ -128,7 +146,7 @@ impl<M: StateMachine> MemoryStore<M> {
     /// tables (a key used by one machine is taken for all).
     pub fn with_keys(keys: MemoryKeys) -> Self {
         Self {
-            rows: Mutex::new(HashMap::new()),
+            rows: Arc::default(),
             retired: Arc::default(),
             keys,
             table: M::MAPPING.table.to_string(),
@@ -139,8 +157,66 @@ impl<M: StateMachine> MemoryStore<M> {
     /// Stores a row as given, without any check: for tests of corrupted data and for imports.
     /// Replaces any existing row of that id and clears its history.
     pub fn put_raw(&self, id: impl Into<EntityId>, state: &str, version: i64) {
-        let row = Row { state: state.to_owned(), version, history: Vec::new() };
+        let row = Row { state: state.to_owned(), version, columns: Vec::new(), history: Vec::new() };
         self.lock_rows().insert(id.into(), Arc::new(tokio::sync::Mutex::new(Some(row))));
+    }
+
+    /// The entity's own columns as given to [`Store::create_with`] (empty for an entity made
+    /// by [`Store::create`]), or `None` when there is no such entity.
+    ///
+    /// ```
+    /// # #[derive(fsm_runtime::StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// # enum Invoice {
+    /// #     #[state(initial)]
+    /// #     Open,
+    /// #     #[transition(from = Open)]
+    /// #     Paid,
+    /// # }
+    /// use fsm_runtime::store::{ColumnValue, NewEntity};
+    /// use fsm_runtime::{MemoryStore, Store};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = MemoryStore::<Invoice>::new();
+    /// store.create_with(NewEntity::new(1).column("amount", 1250_i64)).await?;
+    /// assert_eq!(store.columns(1).await, Some(vec![("amount".to_owned(), ColumnValue::Int(1250))]));
+    /// assert_eq!(store.columns(2).await, None);
+    /// # Ok::<(), fsm_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn columns(&self, id: impl Into<EntityId>) -> Option<Vec<(String, ColumnValue)>> {
+        let slot = self.slot(&id.into())?;
+        let guard = slot.lock().await;
+        guard.as_ref().map(|row| row.columns.clone())
+    }
+
+    /// Inserts a row of `state` at version 0 with `columns`, or reports the existing one.
+    async fn insert(
+        &self,
+        id: EntityId,
+        state: M,
+        columns: Vec<(String, ColumnValue)>,
+    ) -> Result<CreateOutcome<M>, Error> {
+        loop {
+            let existing = {
+                let mut rows = self.lock_rows();
+                match rows.get(&id) {
+                    Some(slot) => slot.clone(),
+                    None => {
+                        let row = Row { state: state.as_str().to_owned(), version: 0, columns, history: Vec::new() };
+                        rows.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(Some(row))));
+                        return Ok(CreateOutcome::Created { state });
+                    }
+                }
+            };
+            let guard = existing.lock().await;
+            if let Some(row) = guard.as_ref() {
+                return Ok(CreateOutcome::AlreadyExists {
+                    state: parse_state::<M>(&id, &self.table, &row.state)?,
+                    version: row.version,
+                });
+            }
+            // Deleted between the look-up and the lock: the delete won, so insert anew.
+        }
     }
 
     fn lock_rows(&self) -> std::sync::MutexGuard<'_, HashMap<EntityId, Slot>> {
@@ -244,28 +320,13 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
     type Keys = MemoryKeys;
 
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
-        let id = id.into();
-        loop {
-            let existing = {
-                let mut rows = self.lock_rows();
-                match rows.get(&id) {
-                    Some(slot) => slot.clone(),
-                    None => {
-                        let row = Row { state: state.as_str().to_owned(), version: 0, history: Vec::new() };
-                        rows.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(Some(row))));
-                        return Ok(CreateOutcome::Created { state });
-                    }
-                }
-            };
-            let guard = existing.lock().await;
-            if let Some(row) = guard.as_ref() {
-                return Ok(CreateOutcome::AlreadyExists {
-                    state: parse_state::<M>(&id, &self.table, &row.state)?,
-                    version: row.version,
-                });
-            }
-            // Deleted between the look-up and the lock: the delete won, so insert anew.
-        }
+        self.insert(id.into(), state, Vec::new()).await
+    }
+
+    async fn create_with(&self, entity: NewEntity<M>) -> Result<CreateOutcome<M>, Error> {
+        entity.check(&M::MAPPING)?;
+        let (id, state, columns) = entity.into_parts();
+        self.insert(id, state, columns).await
     }
 
     async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {

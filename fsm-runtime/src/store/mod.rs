@@ -3,6 +3,7 @@
 pub(crate) mod keyed;
 mod locked;
 mod memory;
+mod new_entity;
 pub(crate) mod plan;
 mod request;
 #[cfg(feature = "_sql")]
@@ -10,6 +11,8 @@ mod sql;
 
 use std::future::Future;
 
+pub use crate::column_problem::ColumnProblem;
+pub use crate::column_value::ColumnValue;
 pub use crate::keys::OpFuture;
 pub use crate::memory_tx::MemoryTx;
 pub use crate::outbox::MemoryOutbox;
@@ -17,6 +20,7 @@ pub use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Snapshot};
 pub use crate::transition::Transition;
 pub use locked::LockedEntity;
 pub use memory::{MemoryLocked, MemoryStore};
+pub use new_entity::NewEntity;
 pub use request::{Effect, EffectFuture, Target, TransitionRequest};
 #[cfg(feature = "_sql")]
 pub use sql::{SqlLocked, SqlStore};
@@ -73,6 +77,38 @@ pub trait Store<M: StateMachine>: Send + Sync {
         id: impl Into<EntityId> + Send,
         state: M,
     ) -> impl Future<Output = Result<CreateOutcome<M>, Error>> + Send;
+
+    /// Inserts the entity with its own columns in one statement, in the state it names (the
+    /// initial state by default) at version 0, or reports that it exists ([`CreateOutcome::AlreadyExists`],
+    /// writing nothing, as [`Store::create`]).
+    ///
+    /// Refused before anything is sent, with [`Error::InvalidColumn`]: a column name that is not
+    /// a plain SQL identifier, the id, state or version column of the mapping (which the store
+    /// writes), or a name given twice (compared without regard to ASCII case). On SQL a column
+    /// the table does not have, or a value its type refuses, is an [`Error::Database`] naming the
+    /// table, and nothing is written. [`MemoryStore`] keeps any column ([`MemoryStore::columns`]).
+    ///
+    /// ```
+    /// use fsm_runtime::store::{CreateOutcome, NewEntity};
+    /// use fsm_runtime::{MemoryStore, StateMachine, Store};
+    ///
+    /// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// enum Invoice {
+    ///     #[state(initial)]
+    ///     Open,
+    ///     #[transition(from = Open)]
+    ///     Paid,
+    /// }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = MemoryStore::<Invoice>::new();
+    /// let invoice = NewEntity::new(7).column("amount", 1250_i64).column("currency", "EUR");
+    /// assert_eq!(store.create_with(invoice.clone()).await?, CreateOutcome::Created { state: Invoice::Open });
+    /// assert!(matches!(store.create_with(invoice).await?, CreateOutcome::AlreadyExists { .. }));
+    /// # Ok::<(), fsm_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    fn create_with(&self, entity: NewEntity<M>) -> impl Future<Output = Result<CreateOutcome<M>, Error>> + Send;
 
     /// Reads the entity's state and version.
     fn get(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<Snapshot<M>, Error>> + Send;

@@ -21,13 +21,14 @@ use crate::mapping::TableMapping;
 use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapshot};
 use crate::sql::Driver;
 use crate::sql::entity::{AuditRow, EntitySql, HistoryRow, StoredHistory, StoredRow};
+use crate::sql::insert_with::insert_with;
 use crate::sql::keys::KeySql;
 use crate::sql::transition::{self, OneStatement, OneStatementRows, TransitionSql};
 use crate::sql::{Backend, SqlTx, is_deadlock, is_key_violation, is_unique_violation, pool_options};
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
 use crate::store::request::Effect;
-use crate::store::{Store, TransitionRequest};
+use crate::store::{NewEntity, Store, TransitionRequest};
 use crate::transition::Transition;
 
 /// How often a compare-and-set is tried again when the row moved between the read that chose
@@ -66,6 +67,9 @@ struct Extras<'r> {
 /// [`SqlStore::new`] creates or upgrades (versioned migrations, recorded in
 /// `fsm_schema_migrations`). Building a store checks the mapping's identifiers and that the
 /// table and columns exist, so a wrong name fails then, not at the first transition.
+///
+/// Clones share the same data: the pool, so the same database (as clones of a
+/// [`MemoryStore`](crate::MemoryStore) share its entities, keys and outbox).
 pub struct SqlStore<M, B: Backend> {
     pool: sqlx::Pool<B>,
     mapping: TableMapping,
@@ -177,6 +181,61 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             Err(error) => return Err(self.db(error)),
         }
         let existing = self.read_on(tx, id).await?.now;
+        Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
+    }
+
+    /// [`Store::create_with`] on `conn`, a connection you hold: inside your transaction (the
+    /// [`SqlTx`] of an effect or of [`Keys::run_once`](crate::Keys::run_once), or a sqlx
+    /// `Transaction`), the entity is inserted, or found existing, in it and commits with it.
+    ///
+    /// ```
+    /// # #[derive(fsm_runtime::StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// # #[state_machine(table = "invoices")]
+    /// # enum Invoice {
+    /// #     #[state(initial)]
+    /// #     Open,
+    /// #     #[transition(from = Open)]
+    /// #     Paid,
+    /// # }
+    /// use fsm_runtime::store::{CreateOutcome, NewEntity};
+    /// use fsm_runtime::{SqliteStore, Store, sqlx};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// sqlx::query("CREATE TABLE invoices (id BIGINT PRIMARY KEY, state TEXT NOT NULL, version BIGINT NOT NULL, amount BIGINT NOT NULL)")
+    ///     .execute(&pool)
+    ///     .await?;
+    /// let store = SqliteStore::<Invoice>::new(pool.clone()).await?;
+    /// let mut tx = pool.begin().await?;
+    /// let created = store.create_with_on(&mut tx, NewEntity::new(1).column("amount", 1250_i64)).await?;
+    /// assert_eq!(created, CreateOutcome::Created { state: Invoice::Open });
+    /// tx.rollback().await?; // the row goes with the transaction
+    /// assert!(store.get(1).await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn create_with_on(
+        &self,
+        conn: &mut B::Connection,
+        entity: NewEntity<M>,
+    ) -> Result<CreateOutcome<M>, Error> {
+        entity.check(&self.mapping)?;
+        let (id, state, columns) = entity.into_parts();
+        let refused =
+            match insert_with::<B::Driver>(conn, &self.mapping, self.entity.id_type(), &id, state.as_str(), &columns)
+                .await
+            {
+                Ok(1) => return Ok(CreateOutcome::Created { state }),
+                Ok(_) => None,
+                Err(error) if is_unique_violation(&error) => Some(error),
+                Err(error) => return Err(self.db(error)),
+            };
+        // A duplicate id, or (MySQL) maybe another unique column: the row of the id tells.
+        let row = match (self.entity.read::<B::Driver>(conn, &id, false).await, refused) {
+            (Ok(None) | Err(_), Some(refused)) => return Err(self.db(refused)),
+            (read, _) => read.map_err(|e| self.db(e))?,
+        };
+        let existing = self.found(&id, row)?.now;
         Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
     }
 
@@ -587,6 +646,11 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
         let mut tx = self.tx().await?;
         self.create_on(&mut tx, &id.into(), state).await
+    }
+
+    async fn create_with(&self, entity: NewEntity<M>) -> Result<CreateOutcome<M>, Error> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+        self.create_with_on(&mut conn, entity).await
     }
 
     async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {

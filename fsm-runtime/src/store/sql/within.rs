@@ -5,8 +5,8 @@ use crate::error::Error;
 use crate::machine::StateMachine;
 use crate::outcome::{CreateOutcome, Outcome, Snapshot};
 use crate::sql::{Backend, Nested, SqlTx};
-use crate::store::TransitionRequest;
 use crate::store::sql::SqlStore;
+use crate::store::{NewEntity, TransitionRequest};
 
 /// A store's operations inside a transaction the caller holds and commits
 /// ([`SqlStore::within`]): transitions of several entities and machines (stores on the same
@@ -125,5 +125,11 @@ impl<'t, M: StateMachine, B: Backend> Within<'t, M, B> {
     /// Inserts the entity in `state` in the transaction, or reports that it exists.
     pub async fn create_in(&mut self, id: impl Into<EntityId>, state: M) -> Result<CreateOutcome<M>, Error> {
         self.store.create_on(self.tx, &id.into(), state).await
+    }
+
+    /// Inserts the entity with its own columns in the transaction, or reports that it exists
+    /// ([`Store::create_with`](crate::Store::create_with)).
+    pub async fn create_with(&mut self, entity: NewEntity<M>) -> Result<CreateOutcome<M>, Error> {
+        self.store.create_with_on(&mut **self.tx, entity).await
     }
 }

@@ -13,10 +13,7 @@ use crate::fixture::machines::{Order, OrderEvent};
 
 /// Each history row carries the actor, the reason, the key that applied it and the caller's
 /// metadata, on every path of a store (plain, keyed, with effects); a replay adds no row.
-pub async fn history_records_who_why_and_which_request<S: Store<Order> + RawAccess + 'static>(
-    store: Arc<S>,
-    table: String,
-) {
+pub async fn audit_columns_recorded<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
     store.create(1).await.unwrap();
     let pay = TransitionRequest::fire(1, OrderEvent::Pay)
         .actor("user:7")

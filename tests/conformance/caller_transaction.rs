@@ -29,7 +29,7 @@ use crate::fixture::machines::{Order, OrderEvent, Payment, PaymentEvent};
 use crate::fixture::sql::{Arg, Fixture, TestBackend};
 use fsm_runtime::outbox::{Outbox as _, OutboxMessage};
 use fsm_runtime::sql::SqlTx;
-use fsm_runtime::store::{EffectFuture, Snapshot, SqlStore};
+use fsm_runtime::store::{CreateOutcome, EffectFuture, NewEntity, Snapshot, SqlStore};
 use fsm_runtime::{Error, Fingerprint, IdempotencyKey, Outcome, Store, TransitionRequest};
 
 /// The second machine's store (payments) on the fixture's pool, and the caller's `receipts`
@@ -127,14 +127,18 @@ async fn order_and_payment_commit_together<B: TestBackend>(fx: Arc<Fixture<B, Or
     assert!(fx.store.within(&mut tx).apply(keyed_pay(&fx, 1, 1)).await.unwrap().is_applied());
     assert!(w.payments.within(&mut tx).fire(1, PaymentEvent::Capture).await.unwrap().is_applied());
     insert_receipt(&mut tx, &w.receipts, 1).await;
+    let second = w.payments.within(&mut tx).create_with(NewEntity::new(2).state(Payment::Authorized)).await;
+    assert_eq!(second.unwrap(), CreateOutcome::Created { state: Payment::Authorized });
     assert_eq!(fx.store.within(&mut tx).get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
     // Not committed yet: another connection sees the old rows.
+    assert_eq!(fx.raw_row(&w.payments_table, 2).await, None, "{}: the created payment is not committed", B::LABEL);
     assert_eq!(fx.raw_row(&fx.table, 1).await, Some(("created".to_owned(), 0)), "{}", B::LABEL);
     assert_eq!(stored_keys(&fx).await, 0, "{}: the key is not committed yet", B::LABEL);
     tx.commit().await.unwrap();
 
     assert_eq!(fx.store.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
     assert_eq!(w.payments.get(1).await.unwrap(), Snapshot { state: Payment::Captured, version: 1 });
+    assert_eq!(w.payments.get(2).await.unwrap(), Snapshot { state: Payment::Authorized, version: 0 });
     assert_eq!(fx.history_rows(&fx.table, "1").await, 1, "{}: order history == version", B::LABEL);
     assert_eq!(fx.history_rows(&w.payments_table, "1").await, 1, "{}: payment history == version", B::LABEL);
     assert_eq!(stored_keys(&fx).await, 1);
@@ -183,8 +187,11 @@ async fn rollback_after_applied_persists_nothing<B: TestBackend>(fx: Arc<Fixture
     let mut tx = fx.store.begin().await.unwrap();
     assert!(fx.store.within(&mut tx).apply(keyed_pay(&fx, 1, 1)).await.unwrap().is_applied());
     assert!(w.payments.within(&mut tx).fire(1, PaymentEvent::Capture).await.unwrap().is_applied());
+    let created = w.payments.within(&mut tx).create_with(NewEntity::new(3)).await.unwrap();
+    assert_eq!(created, CreateOutcome::Created { state: Payment::Authorized });
     tx.rollback().await.unwrap();
     nothing_persisted(&fx, &w).await;
+    assert_eq!(fx.raw_row(&w.payments_table, 3).await, None, "{}: the create rolled back", B::LABEL);
 
     let mut dropped = SqlTx::begin(fx.pool()).await.unwrap();
     assert!(fx.store.within(&mut dropped).apply(keyed_pay(&fx, 1, 1)).await.unwrap().is_applied());

@@ -16,7 +16,7 @@ use fsm_runtime::Keys as _;
 use fsm_runtime::inbox::Inbox as _;
 use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay, RelayReport};
 
-pub use crate::audit_cases::{delete_keeps_the_audit_trail, history_records_who_why_and_which_request};
+pub use crate::audit_cases::{audit_columns_recorded, delete_keeps_the_audit_trail};
 use crate::fixture::backends::RawAccess;
 use crate::fixture::columns::RawColumns;
 use crate::fixture::machines::{Light, LightEvent, Order, OrderEvent, Payment, PaymentEvent, Ticket, TicketEvent};

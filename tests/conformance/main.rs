@@ -98,7 +98,7 @@ macro_rules! conformance {
                 strict_target_refuses_another_request: Payment,
                 retry_on_conflict_decides_again: Order,
                 one_key_across_two_machines: Order,
-                history_records_who_why_and_which_request: Order,
+                audit_columns_recorded: Order,
                 delete_keeps_the_audit_trail: Order,
                 create_with_writes_one_row: Order,
                 create_with_existing_unchanged: Order,

@@ -189,20 +189,24 @@ async fn exercise_id<B: IdsAsStored>(
     let stored_text = stored.to_string();
 
     // Create, and again (under the spelling the calls use).
-    assert_eq!(store.create(created.clone()).await.unwrap(), CreateOutcome::Created { state: Order::Created }, "{at}");
     assert_eq!(
-        store.create(used.clone()).await.unwrap(),
+        store.create(created.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
+        CreateOutcome::Created { state: Order::Created },
+        "{at}"
+    );
+    assert_eq!(
+        store.create(used.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
         CreateOutcome::AlreadyExists { state: Order::Created, version: 0 },
         "{at}"
     );
     // Applied, then a no-op.
     assert_eq!(
-        store.fire(used.clone(), OrderEvent::Pay).await.unwrap(),
+        store.fire(used.clone(), OrderEvent::Pay).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
         Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 },
         "{at}"
     );
     assert_eq!(
-        store.fire(used.clone(), OrderEvent::Pay).await.unwrap(),
+        store.fire(used.clone(), OrderEvent::Pay).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
         Outcome::AlreadyApplied { state: Order::Paid, version: 1 },
         "{at}"
     );
@@ -216,12 +220,12 @@ async fn exercise_id<B: IdsAsStored>(
             .effect(record::<B>(&seen))
     };
     assert_eq!(
-        store.apply(keyed()).await.unwrap(),
+        store.apply(keyed()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
         Outcome::Applied { from: Order::Paid, to: Order::Shipped, version: 2 },
         "{at}"
     );
     assert_eq!(
-        store.apply(keyed()).await.unwrap(),
+        store.apply(keyed()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
         Outcome::Replayed { from: Order::Paid, to: Order::Shipped, version: 2 },
         "{at}"
     );
@@ -230,19 +234,19 @@ async fn exercise_id<B: IdsAsStored>(
     assert_eq!(stored_outcome(fx, &key).await["entity"], serde_json::json!(stored_text), "{at}: the key's outcome");
 
     // A locked transition.
-    let mut locked = store.lock(used.clone()).await.unwrap();
+    let mut locked = store.lock(used.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}"));
     assert_eq!(locked.snapshot(), Snapshot { state: Order::Shipped, version: 2 }, "{at}");
     assert_eq!(
-        locked.transition(Order::Delivered).await.unwrap(),
+        locked.transition(Order::Delivered).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
         Outcome::Applied { from: Order::Shipped, to: Order::Delivered, version: 3 },
         "{at}"
     );
-    locked.commit().await.unwrap();
+    locked.commit().await.unwrap_or_else(|e| panic!("{at}: {e:?}"));
 
     // The history: as long as the version, under the stored id only.
-    let now = store.get(used.clone()).await.unwrap();
+    let now = store.get(used.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}"));
     assert_eq!(now, Snapshot { state: Order::Delivered, version: 3 }, "{at}");
-    let history = store.history(used.clone()).await.unwrap();
+    let history = store.history(used.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}"));
     assert_eq!(history.len() as i64, now.version, "{at}: history {history:?}");
     assert_eq!(
         summary(&history),
@@ -254,7 +258,11 @@ async fn exercise_id<B: IdsAsStored>(
         "{at}"
     );
     assert_eq!(history[1].idempotency_key.as_deref(), Some(key.to_string().as_str()), "{at}");
-    assert_eq!(store.history(stored.clone()).await.unwrap(), history, "{at}: under the stored id too");
+    assert_eq!(
+        store.history(stored.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
+        history,
+        "{at}: under the stored id too"
+    );
     assert_eq!(rows_under(fx, table, &stored_text).await, 3, "{at}: rows under the stored id");
     let used_text = used.to_string();
     if used_text != stored_text {
@@ -262,10 +270,17 @@ async fn exercise_id<B: IdsAsStored>(
     }
 
     // Deleted: the audit trail stays, marked.
-    assert_eq!(store.delete(used.clone()).await.unwrap(), DeleteOutcome::Deleted, "{at}");
+    assert_eq!(
+        store.delete(used.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
+        DeleteOutcome::Deleted,
+        "{at}"
+    );
     assert!(matches!(store.get(used.clone()).await.unwrap_err(), Error::NotFound { .. }), "{at}");
-    assert!(store.history(stored.clone()).await.unwrap().is_empty(), "{at}: no live history");
-    let audit = store.audit(stored.clone()).await.unwrap();
+    assert!(
+        store.history(stored.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")).is_empty(),
+        "{at}: no live history"
+    );
+    let audit = store.audit(stored.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}"));
     assert_eq!(
         summary(&audit),
         [
@@ -277,15 +292,27 @@ async fn exercise_id<B: IdsAsStored>(
     );
 
     // Created again: version 0, and its first transition is history version 1 of a new life.
-    assert_eq!(store.create(created.clone()).await.unwrap(), CreateOutcome::Created { state: Order::Created }, "{at}");
-    assert_eq!(store.get(used.clone()).await.unwrap(), Snapshot { state: Order::Created, version: 0 }, "{at}");
     assert_eq!(
-        store.fire(used.clone(), OrderEvent::Pay).await.unwrap(),
+        store.create(created.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
+        CreateOutcome::Created { state: Order::Created },
+        "{at}"
+    );
+    assert_eq!(
+        store.get(used.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
+        Snapshot { state: Order::Created, version: 0 },
+        "{at}"
+    );
+    assert_eq!(
+        store.fire(used.clone(), OrderEvent::Pay).await.unwrap_or_else(|e| panic!("{at}: {e:?}")),
         Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 },
         "{at}: a new life"
     );
-    assert_eq!(summary(&store.history(used.clone()).await.unwrap()), [(1, Order::Created, Order::Paid, false)], "{at}");
-    let audit = store.audit(stored.clone()).await.unwrap();
+    assert_eq!(
+        summary(&store.history(used.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}"))),
+        [(1, Order::Created, Order::Paid, false)],
+        "{at}"
+    );
+    let audit = store.audit(stored.clone()).await.unwrap_or_else(|e| panic!("{at}: {e:?}"));
     assert_eq!(
         summary(&audit),
         [

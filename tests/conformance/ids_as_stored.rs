@@ -329,7 +329,7 @@ async fn exercise_id<B: IdsAsStored>(
     }
 }
 
-/// 1. Each id column type users have, on a fresh table of its own.
+/// (1) Each id column type users have, on a fresh table of its own.
 async fn id_types_users_have<B: IdsAsStored>(fx: Arc<Fixture<B, Order>>) {
     let mut seq = 0;
     for (id_type, spellings) in B::id_types() {
@@ -353,7 +353,7 @@ async fn id_types_users_have<B: IdsAsStored>(fx: Arc<Fixture<B, Order>>) {
     }
 }
 
-/// 2. The entity table `table` (made by the caller with [`Fixture::extra_entity_table`]) whose
+/// (2) The entity table `table` (made by the caller with [`Fixture::extra_entity_table`]) whose
 /// id column (declared `id_column`) compares case-insensitively (and, `pads`, ignores trailing
 /// spaces): every spelling of `Mixed-Case` moves the one row, and its history, key outcome and
 /// outbox message name `Mixed-Case` byte for byte.
@@ -461,7 +461,7 @@ async fn mixed_case_ids<B: IdsAsStored>(fx: &Fixture<B, Order>, table: String, i
     assert!(audit.iter().all(|h| h.deleted_at_micros.is_some()), "{at}: {audit:?}");
 }
 
-/// 2. A table created with the server's default collation, one test per database.
+/// (2) A table created with the server's default collation, one test per database.
 mod default_collation {
     use super::*;
 
@@ -524,7 +524,7 @@ mod default_collation {
     }
 }
 
-/// 3. Two machines on two state (and version) columns of one row: each history has its own
+/// (3) Two machines on two state (and version) columns of one row: each history has its own
 /// versions, and racing fires of both give one `Applied` per move.
 async fn two_machines_on_one_table<B: IdsAsStored>(fx: Arc<Fixture<B, Order>>) {
     let table = fx.extra_entity_table("two");

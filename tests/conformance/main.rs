@@ -12,6 +12,7 @@
 //!
 //! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
 //! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `outbox_e2e`, `connection_loss`,
+//! `ids_as_stored`,
 //! `mysql_found_rows`, `mysql_procedure`, `sqlite_cancelled_batch`, `upgrade_from_first_release`; the examples on every
 //! database: `orders_example`, `payments_service`; and the fixture's own promise:
 //! `cleanup_on_panic`.
@@ -27,6 +28,7 @@ mod caller_transaction;
 mod cases;
 mod cleanup_on_panic;
 mod connection_loss;
+mod ids_as_stored;
 mod keyed_top_up;
 mod leases;
 mod mysql_found_rows;

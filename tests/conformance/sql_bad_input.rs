@@ -211,7 +211,7 @@ async fn corrupted_state_writes_nothing<B: TestBackend>(fx: Arc<Fixture<B, Order
 /// (f) A table keyed by text: create, transitions, replays, history, lock, delete, with ids that
 /// need quoting if they were ever spliced into SQL.
 async fn text_ids_work<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
-    let table = fx.extra_table("text_ids");
+    let table = fx.extra_entity_table("text_ids");
     fx.exec(
         format!(
             "CREATE TABLE {table} (id VARCHAR(64) PRIMARY KEY, state VARCHAR(64) NOT NULL, version BIGINT NOT NULL)"

@@ -71,6 +71,17 @@ pub(crate) mod private {
             Self::param(n)
         }
 
+        /// Whether ids are bound as text, an integer id too, for an id column of SQL type
+        /// `id_type`: on PostgreSQL, whose [`Driver::id_param`] casts the parameter to the
+        /// column's type. A statement is prepared (and cached on its connection) with the type
+        /// of the value first bound to it; an integer id then a text id on one statement (`7`,
+        /// then `"42"` on an `integer` column) would otherwise send text where the prepared
+        /// statement expects a `bigint`.
+        fn binds_id_as_text(id_type: Option<&str>) -> bool {
+            let _ = id_type;
+            false
+        }
+
         /// The id column `column` (quoted, possibly qualified) as text: the id as the table
         /// stores it, which the history, keys and outbox rows are written under.
         fn id_text(column: &str) -> String;

@@ -111,6 +111,8 @@ pub(crate) struct EntitySql {
     check: Arc<str>,
     /// The id column's SQL type, where the database needs to know it (see `Driver::id_param`).
     id_type: Option<Arc<str>>,
+    /// Whether ids are bound as text ([`Driver::binds_id_as_text`]).
+    id_as_text: bool,
 }
 
 impl EntitySql {
@@ -180,6 +182,16 @@ impl EntitySql {
             .into(),
             check: format!("SELECT {id}, {state}, {version} FROM {table} WHERE 1 = 0").into(),
             id_type: id_type.map(Into::into),
+            id_as_text: B::binds_id_as_text(id_type),
+        }
+    }
+
+    /// `id` as the statements bind it: as text where ids of both kinds are
+    /// ([`Driver::binds_id_as_text`]), else as the SQL type of its variant.
+    pub(crate) fn id_arg<'a>(&self, id: &'a EntityId) -> Arg<'a> {
+        match id {
+            EntityId::Int(id) if self.id_as_text => Arg::IntAsText(*id),
+            id => Arg::from(id),
         }
     }
 
@@ -196,7 +208,7 @@ impl EntitySql {
         lock: bool,
     ) -> Result<Option<StoredRow>, sqlx::Error> {
         let sql = if lock { &self.read_for_update } else { &self.read };
-        let rows = B::fetch(conn, shared(sql), &[Arg::from(id)]).await?;
+        let rows = B::fetch(conn, shared(sql), &[self.id_arg(id)]).await?;
         rows.first()
             .map(|row| Ok(StoredRow { state: row.text(0)?, version: row.int(1)?, id: row.text(2)? }))
             .transpose()
@@ -210,7 +222,7 @@ impl EntitySql {
         id: &EntityId,
         state: &str,
     ) -> Result<u64, sqlx::Error> {
-        B::execute(conn, shared(&self.insert), &[Arg::from(id), Arg::Text(state)]).await
+        B::execute(conn, shared(&self.insert), &[self.id_arg(id), Arg::Text(state)]).await
     }
 
     /// The compare-and-set on the observed state and version: rows updated.
@@ -222,13 +234,13 @@ impl EntitySql {
         to: &str,
         version: i64,
     ) -> Result<u64, sqlx::Error> {
-        let args = [Arg::Text(to), Arg::from(id), Arg::Text(from), Arg::Int(version)];
+        let args = [Arg::Text(to), self.id_arg(id), Arg::Text(from), Arg::Int(version)];
         B::execute(conn, shared(&self.cas), &args).await
     }
 
     /// Deletes the entity: rows deleted.
     pub(crate) async fn delete<B: Driver>(&self, conn: &mut B::Connection, id: &EntityId) -> Result<u64, sqlx::Error> {
-        B::execute(conn, shared(&self.delete), &[Arg::from(id)]).await
+        B::execute(conn, shared(&self.delete), &[self.id_arg(id)]).await
     }
 
     /// Inserts a history row.
@@ -327,7 +339,7 @@ impl EntitySql {
         id: &EntityId,
         key: &IdempotencyKey,
     ) -> Result<RowAndKey, sqlx::Error> {
-        let args = [Arg::from(id), Arg::Text(key.source()), Arg::Int(key.seq())];
+        let args = [self.id_arg(id), Arg::Text(key.source()), Arg::Int(key.seq())];
         let rows = B::fetch(conn, shared(&self.read_with_key), &args).await?;
         let Some(row) = rows.first() else { return Ok((None, None)) };
         let entity = match (row.opt_text(0)?, row.opt_int(1)?, row.opt_text(2)?) {

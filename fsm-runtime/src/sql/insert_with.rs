@@ -25,7 +25,13 @@ fn statement<'a, B: Driver>(
     let q = B::quote;
     let mut names = vec![q(&mapping.id), q(&mapping.state), q(&mapping.version)];
     let mut values = vec![B::id_param(1, id_type), B::param(2), "0".to_owned()];
-    let mut args = vec![Arg::from(id), Arg::Text(state)];
+    // As `EntitySql::id_arg`: where the database casts a text id to the column's type, every id
+    // is sent as text, so that one prepared statement takes integer and text ids alike.
+    let id_arg = match id {
+        EntityId::Int(id) if B::binds_id_as_text(id_type) => Arg::IntAsText(*id),
+        id => Arg::from(id),
+    };
+    let mut args = vec![id_arg, Arg::Text(state)];
     for ((name, value), json) in columns.iter().zip(json) {
         names.push(q(name));
         match column_arg(value, json.as_deref()) {

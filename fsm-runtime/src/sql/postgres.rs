@@ -57,6 +57,11 @@ impl Driver for Postgres {
         }
     }
 
+    /// Cast from text to the id column's type (see [`Driver::id_param`]).
+    fn binds_id_as_text(id_type: Option<&str>) -> bool {
+        id_type.is_some()
+    }
+
     fn id_text(column: &str) -> String {
         format!("{column}::text")
     }

@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use crate::entity_id::EntityId;
 use crate::idempotency::{Fingerprint, IdempotencyKey};
 use crate::sql::backend::private::Driver;
 use crate::sql::entity::{HistoryRow, StoredRow};
@@ -51,7 +50,8 @@ impl TransitionSql {
 /// The arguments of the one-statement transition.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OneStatement<'a> {
-    pub(crate) id: &'a EntityId,
+    /// The id, as [`EntitySql::id_arg`](crate::sql::entity::EntitySql::id_arg) binds it.
+    pub(crate) id: Arg<'a>,
     pub(crate) sources: &'a [&'static str],
     pub(crate) target: &'static str,
     pub(crate) expected_version: Option<i64>,
@@ -76,7 +76,7 @@ pub(crate) async fn run<B: Driver>(
     args: OneStatement<'_>,
 ) -> Result<OneStatementRows, sqlx::Error> {
     let mut bound = vec![
-        Arg::from(args.id),
+        args.id,
         Arg::Texts(args.sources),
         Arg::Text(args.target),
         Arg::Text(args.history.machine),

@@ -17,6 +17,9 @@ pub enum Arg<'a> {
     OptInt(Option<i64>),
     /// A text value.
     Text(&'a str),
+    /// An integer bound as text: an integer id where ids of both kinds are bound as text
+    /// ([`Driver::binds_id_as_text`](crate::sql::backend::private::Driver::binds_id_as_text)).
+    IntAsText(i64),
     /// A nullable text value.
     OptText(Option<&'a str>),
     /// A list of texts: a `text[]` on PostgreSQL, a JSON array where the database has no arrays.
@@ -84,6 +87,7 @@ where
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     f64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -94,6 +98,7 @@ where
             Arg::Int(value) => query.bind(value),
             Arg::OptInt(value) => query.bind(value),
             Arg::Text(value) => query.bind(value),
+            Arg::IntAsText(value) => query.bind(value.to_string()),
             Arg::OptText(value) => query.bind(value),
             Arg::Texts(values) => (binders.texts)(query, values)?,
             Arg::Bool(value) => query.bind(value),

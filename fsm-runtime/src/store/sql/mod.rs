@@ -403,7 +403,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let mut effects = Some(effects);
         for _ in 0..MAX_ATTEMPTS {
             let args = OneStatement {
-                id: &plan.id,
+                id: self.entity.id_arg(&plan.id),
                 sources: &sources,
                 target: plan.target.as_str(),
                 expected_version: plan.expected_version,

@@ -21,6 +21,7 @@ impl EntityId {
     /// The same entity under the id as its table stores it (`stored`, read back as text): a
     /// text id takes the stored spelling (which a case-insensitive or padding collation, or a
     /// `uuid` column, may write differently from the caller's), an integer id stays.
+    #[cfg(feature = "_sql")]
     pub(crate) fn as_stored(&self, stored: String) -> Self {
         match self {
             Self::Int(id) => Self::Int(*id),

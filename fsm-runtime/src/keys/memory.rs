@@ -15,6 +15,7 @@ use crate::keys::OpFuture;
 use crate::keys::stored::{encode_result, replayed_result};
 use crate::memory_tx::MemoryTx;
 use crate::outbox::MemoryOutbox;
+use crate::timer::MemoryTimers;
 
 /// A key as stored: the request's fingerprint, the outcome, when.
 #[derive(Debug, Clone)]
@@ -36,6 +37,7 @@ type KeySlot = Arc<tokio::sync::Mutex<Option<StoredKey>>>;
 pub struct MemoryKeys {
     slots: Arc<Mutex<HashMap<IdempotencyKey, KeySlot>>>,
     outbox: MemoryOutbox,
+    timers: MemoryTimers,
 }
 
 impl MemoryKeys {
@@ -47,6 +49,11 @@ impl MemoryKeys {
     /// The outbox of the stores that share these keys.
     pub fn outbox(&self) -> MemoryOutbox {
         self.outbox.clone()
+    }
+
+    /// The timers of the stores that share these keys, of every machine.
+    pub fn timers(&self) -> MemoryTimers {
+        self.timers.clone()
     }
 
     /// The slot of `key`, locked until the guard is dropped; the map itself is locked only
@@ -78,6 +85,7 @@ impl Keys for MemoryKeys {
         let mut tx = MemoryTx::default();
         let result = op(&mut tx).await.map_err(|source| Error::Operation { key: key.to_string(), source })?;
         self.outbox.append(tx.take_outbox());
+        self.timers.append(tx.take_timers());
         let outcome = encode_result(&key, &result)?;
         *slot = Some(StoredKey { fingerprint: fingerprint.as_str().to_owned(), outcome, at_micros: now_micros() });
         Ok(Once::Ran(result))

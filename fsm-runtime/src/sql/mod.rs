@@ -34,6 +34,7 @@ mod pool;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub(crate) mod timers;
 pub(crate) mod tokens;
 pub(crate) mod transition;
 mod tx;

@@ -17,6 +17,7 @@ use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
 use crate::store::request::Audit;
 use crate::store::{ColumnValue, Effect, LockedEntity, NewEntity, Store, Target, TransitionRequest};
+use crate::timer::MemoryTimers;
 use crate::transition::Transition;
 
 /// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
@@ -231,6 +232,12 @@ impl<M: StateMachine> MemoryStore<M> {
         self.keys.outbox()
     }
 
+    /// The timers of this machine on this store's table, for a
+    /// [`Scheduler`](crate::timer::Scheduler): timers scheduled by applied transitions.
+    pub fn timers(&self) -> MemoryTimers {
+        self.keys.timers().scoped(M::MACHINE, &self.table)
+    }
+
     fn lock_retired(&self) -> std::sync::MutexGuard<'_, Retired> {
         // As `lock_rows`: short critical sections that do not panic.
         self.retired.lock().unwrap_or_else(PoisonError::into_inner)
@@ -288,6 +295,7 @@ impl<M: StateMachine> MemoryStore<M> {
                 version,
             }),
             outbox: Vec::new(),
+            timers: Vec::new(),
         };
         for effect in request_effects {
             effect.run(&mut tx).await.map_err(|source| Error::Effect {
@@ -299,6 +307,7 @@ impl<M: StateMachine> MemoryStore<M> {
             })?;
         }
         self.keys.outbox().append(tx.take_outbox());
+        self.keys.timers().append(tx.take_timers());
         row.state = plan.target.as_str().to_owned();
         row.version = version;
         row.history.push(HistoryRecord {
@@ -403,7 +412,8 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, MemoryTx>) -> Result<Outcome<M>, Error> {
-        let TransitionRequest { id, target, expected_version, key, audit, effects } = request;
+        let TransitionRequest { id, target, expected_version, key, audit, effects, .. } =
+            request.timers_as_effect(&self.table);
         let Some((key, fingerprint)) = key else {
             return self.apply_unkeyed(id, target, expected_version, effects, (audit, None)).await;
         };

@@ -7,6 +7,7 @@ use crate::entity_id::EntityId;
 use crate::error::BoxError;
 use crate::idempotency::{Fingerprint, IdempotencyKey};
 use crate::machine::StateMachine;
+use crate::timer::{Due, Schedule, Timer};
 
 /// The future an effect returns; it borrows the transaction for its lifetime.
 pub type EffectFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 't>>;
@@ -67,6 +68,8 @@ pub struct TransitionRequest<'a, M: StateMachine, Tx> {
     pub(crate) key: Option<(IdempotencyKey, Fingerprint)>,
     pub(crate) audit: Audit,
     pub(crate) effects: Vec<Effect<'a, Tx>>,
+    /// Events to fire at the same entity later, scheduled only if the transition applies.
+    pub(crate) timers: Vec<(M::Event, Due)>,
 }
 
 /// What a request records in its history row beyond the move: who, why, and free metadata
@@ -81,7 +84,15 @@ pub(crate) struct Audit {
 impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
     /// A request for `target` on entity `id`.
     pub fn new(id: impl Into<EntityId>, target: Target<M>) -> Self {
-        Self { id: id.into(), target, expected_version: None, key: None, audit: Audit::default(), effects: Vec::new() }
+        Self {
+            id: id.into(),
+            target,
+            expected_version: None,
+            key: None,
+            audit: Audit::default(),
+            effects: Vec::new(),
+            timers: Vec::new(),
+        }
     }
 
     /// Move to `to` from any legal source.
@@ -182,5 +193,53 @@ impl<'a, M: StateMachine, Tx> TransitionRequest<'a, M, Tx> {
     /// The reason recorded with the transition, if any.
     pub fn reason_text(&self) -> Option<&str> {
         self.audit.reason.as_deref()
+    }
+
+    /// The events scheduled for this entity with the transition, and when.
+    pub fn scheduled(&self) -> &[(M::Event, Due)] {
+        &self.timers
+    }
+}
+
+impl<'a, M: StateMachine, Tx: Schedule + 'a> TransitionRequest<'a, M, Tx> {
+    /// Schedule `event` for this entity when `due` (a [`Duration`](std::time::Duration) from
+    /// now, or a [`SystemTime`](std::time::SystemTime)): the timer is written in the
+    /// transition's transaction, after its effects, only if the transition applies. A
+    /// [`Scheduler`](crate::timer::Scheduler) fires it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fsm_runtime::store::MemoryTx;
+    /// use fsm_runtime::{StateMachine, TransitionRequest};
+    /// # #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// # #[state_machine(event = HoldEvent)]
+    /// # enum Hold { #[state(initial)] Requested, #[transition(from = Requested, on = Place)] Placed,
+    /// #   #[transition(from = Placed, on = Expire)] Expired }
+    /// let week = Duration::from_secs(7 * 86_400);
+    /// let place = TransitionRequest::<Hold, MemoryTx>::fire(7, HoldEvent::Place).schedule(HoldEvent::Expire, week);
+    /// assert_eq!(place.scheduled().len(), 1);
+    /// ```
+    pub fn schedule(mut self, event: M::Event, due: impl Into<Due>) -> Self {
+        self.timers.push((event, due.into()));
+        self
+    }
+
+    /// The request with its scheduled timers turned into its last effect, which writes them
+    /// for the entity as its table (`table`) stores it.
+    pub(crate) fn timers_as_effect(mut self, table: &str) -> Self {
+        let timers = std::mem::take(&mut self.timers);
+        if timers.is_empty() {
+            return self;
+        }
+        let (requested, table) = (self.id.clone(), table.to_owned());
+        self.effect(move |tx: &mut Tx| {
+            Box::pin(async move {
+                let id = tx.applying().map_or(requested, |transition| transition.id.clone());
+                for (event, due) in timers {
+                    tx.schedule(Timer::fire::<M>(id.clone(), event, due).on_table(table.clone())).await?;
+                }
+                Ok(())
+            })
+        })
     }
 }

@@ -29,6 +29,7 @@ use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
 use crate::store::request::Effect;
 use crate::store::{NewEntity, Store, TransitionRequest};
+use crate::timer::SqlTimers;
 use crate::transition::Transition;
 
 /// How often a compare-and-set is tried again when the row moved between the read that chose
@@ -144,6 +145,12 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// The table mapping in use.
     pub fn mapping(&self) -> &TableMapping {
         &self.mapping
+    }
+
+    /// The timers of this machine on this store's table, for a
+    /// [`Scheduler`](crate::timer::Scheduler).
+    pub fn timers(&self) -> SqlTimers<B> {
+        SqlTimers::new(self.pool.clone(), M::MACHINE, &self.mapping.table)
     }
 
     /// Creates or upgrades the runtime's own tables (every migration not yet recorded in
@@ -320,7 +327,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         tx: &mut SqlTx<B>,
         request: TransitionRequest<'_, M, SqlTx<B>>,
     ) -> Result<Outcome<M>, Error> {
-        let TransitionRequest { id, target, expected_version, key, audit, effects } = request;
+        let TransitionRequest { id, target, expected_version, key, audit, effects, .. } =
+            request.timers_as_effect(&self.mapping.table);
         let key_text = key.as_ref().map(|(key, _)| key.to_string());
         let metadata = audit.metadata.as_ref().map(serde_json::Value::to_string);
         let extras = Extras {

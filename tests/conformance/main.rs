@@ -42,6 +42,7 @@ mod sql_migrations;
 mod sql_races;
 mod sqlite_cancelled_batch;
 mod statement_count;
+mod timers;
 mod tokens;
 mod upgrade_from_first_release;
 

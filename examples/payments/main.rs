@@ -33,5 +33,5 @@ async fn main() -> Result<(), BoxError> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C: finishing the requests in flight");
     };
-    payments::serve_url(&database_url, listener, shutdown).await
+    payments::serve_url(&database_url, args.authorization_ttl, listener, shutdown).await
 }

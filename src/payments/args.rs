@@ -1,6 +1,7 @@
 //! The payment service's command line ([`ServiceArgs`]), parsed by clap.
 
 use std::path::Path;
+use std::time::Duration;
 
 /// `payments [--port PORT] [--database-url URL]`, with `DATABASE_URL` as the default URL.
 ///
@@ -23,6 +24,33 @@ pub struct ServiceArgs {
     /// `target/payments.db` of this repository).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// How long an authorization holds before the scheduler voids it: seconds, or a number
+    /// with `s`, `m`, `h` or `d` (`7d`, the default).
+    #[arg(long, default_value = "7d", value_parser = parse_ttl)]
+    pub authorization_ttl: Duration,
+}
+
+/// A duration as `--authorization-ttl` takes it: seconds, or a number with `s`, `m`, `h` or `d`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(fsm_suite::payments::parse_ttl("90"), Ok(Duration::from_secs(90)));
+/// assert_eq!(fsm_suite::payments::parse_ttl("7d"), Ok(Duration::from_secs(7 * 86_400)));
+/// assert!(fsm_suite::payments::parse_ttl("soon").is_err());
+/// ```
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.char_indices().last() {
+        Some((at, unit @ ('s' | 'm' | 'h' | 'd'))) => (&text[..at], unit),
+        _ => (text, 's'),
+    };
+    let seconds_per = match unit {
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => 1,
+    };
+    let count: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration (like 90, 30m, 12h or 7d)"))?;
+    count.checked_mul(seconds_per).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
 }
 
 impl ServiceArgs {
@@ -64,7 +92,12 @@ mod tests {
     fn flags_with_and_without_equals() {
         let args =
             ServiceArgs::try_parse_from(["payments", "--port=8081", "--database-url", "sqlite::memory:"]).unwrap();
-        assert_eq!(args, ServiceArgs { port: 8081, database_url: Some("sqlite::memory:".to_owned()) });
+        let week = Duration::from_secs(7 * 86_400);
+        let expected =
+            ServiceArgs { port: 8081, database_url: Some("sqlite::memory:".to_owned()), authorization_ttl: week };
+        assert_eq!(args, expected);
+        let args = ServiceArgs::try_parse_from(["payments", "--authorization-ttl=15m"]).unwrap();
+        assert_eq!(args.authorization_ttl, Duration::from_secs(900));
         let args = ServiceArgs::try_parse_from(["payments", "--database-url=postgres://x@h/db"]).unwrap();
         assert_eq!(args.port, 3000);
         assert_eq!(args.database_url_or_file_in(Path::new("/nonexistent")).unwrap(), "postgres://x@h/db");
@@ -77,6 +110,7 @@ mod tests {
             &["payments", "--port"],
             &["payments", "--colour"],
             &["payments", "extra"],
+            &["payments", "--authorization-ttl", "soon"],
         ] {
             assert!(ServiceArgs::try_parse_from(argv).is_err(), "{argv:?}");
         }
@@ -85,7 +119,7 @@ mod tests {
     #[test]
     fn without_a_url_the_service_uses_a_file_in_target() {
         let dir = std::env::temp_dir().join(format!("fsm-args-{}", std::process::id()));
-        let args = ServiceArgs { port: 3000, database_url: None };
+        let args = ServiceArgs { port: 3000, database_url: None, authorization_ttl: Duration::from_secs(60) };
         let url = args.database_url_or_file_in(&dir).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=rwc", dir.join("payments.db").display()));
         assert!(dir.is_dir());

@@ -23,4 +23,8 @@ pub enum PaymentState {
     /// Given up before any money moved.
     #[transition(from = [Created, Authorized], on = Cancel)]
     Cancelled,
+    /// The authorization expired uncaptured: fired by the service's scheduler, the
+    /// authorization TTL after the payment was authorized.
+    #[transition(from = Authorized, on = Expire)]
+    Voided,
 }

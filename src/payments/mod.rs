@@ -36,14 +36,18 @@ use fsm_runtime::error::BoxError;
 use fsm_runtime::outbox::{PendingMessage, Publisher, Relay, SqlOutbox};
 use fsm_runtime::sqlx;
 use fsm_runtime::store::SqlStore;
+use fsm_runtime::timer::{Clock, Scheduler, SqlTimers, SystemClock};
 use fsm_runtime::{Error, Keys as _, Store as _};
 use serde::Serialize;
 
-pub use args::{ServiceArgs, redacted};
+pub use args::{ServiceArgs, parse_ttl, redacted};
 pub use keys::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, StoredResponse, idempotency_key};
 pub use ledger::{Ledger, PaymentRow};
 pub use machine::{PaymentEvent, PaymentState};
 pub use problem::{PROBLEM_JSON, PROBLEM_TYPE_BASE, Problem};
+
+/// The scheduler of the service: it fires the `expire` timers of authorizations.
+pub type PaymentScheduler<B, C> = Scheduler<PaymentState, SqlStore<PaymentState, B>, SqlTimers<B>, C>;
 
 /// The outbox topic of receipts.
 pub const RECEIPTS: &str = "payment_receipts";
@@ -60,13 +64,20 @@ pub const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 #[derive(Debug)]
 pub struct PaymentService<B: Ledger> {
     store: SqlStore<PaymentState, B>,
+    authorization_ttl: Duration,
 }
 
 impl<B: Ledger> Clone for PaymentService<B> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone() }
+        Self { store: self.store.clone(), authorization_ttl: self.authorization_ttl }
     }
 }
+
+/// How long an authorization holds by default before the scheduler voids it.
+pub const AUTHORIZATION_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How long the scheduler of [`serve`] sleeps after a pass that found no due timer.
+pub const SCHEDULER_IDLE: Duration = Duration::from_secs(1);
 
 impl<B: Ledger> PaymentService<B> {
     /// Creates the service's tables (`accounts`, `payments`) and the runtime's (history,
@@ -75,7 +86,24 @@ impl<B: Ledger> PaymentService<B> {
         let mut conn = pool.acquire().await?;
         B::create_tables(&mut conn).await?;
         drop(conn);
-        Ok(Self { store: SqlStore::new(pool).await? })
+        Ok(Self { store: SqlStore::new(pool).await?, authorization_ttl: AUTHORIZATION_TTL })
+    }
+
+    /// The same service, voiding authorizations `ttl` after they were given (instead of
+    /// [`AUTHORIZATION_TTL`]).
+    pub fn with_authorization_ttl(mut self, ttl: Duration) -> Self {
+        self.authorization_ttl = ttl;
+        self
+    }
+
+    /// How long an authorization holds before the scheduler voids it.
+    pub fn authorization_ttl(&self) -> Duration {
+        self.authorization_ttl
+    }
+
+    /// The scheduler that voids expired authorizations (`authorized` → `voided`), by `clock`.
+    pub fn scheduler<C: Clock>(&self, clock: C) -> PaymentScheduler<B, C> {
+        Scheduler::new(self.store.clone(), self.store.timers(), clock)
     }
 
     /// The store of the payment machine.
@@ -124,9 +152,10 @@ impl<B: Ledger> PaymentService<B> {
 }
 
 /// Serves the API on `listener`, relays receipts from the outbox (to the log, see
-/// [`LogPublisher`]) and purges the keys older than [`KEY_RETENTION`] every
+/// [`LogPublisher`]), voids expired authorizations (a [`Scheduler`] on the system clock) and
+/// purges the keys older than [`KEY_RETENTION`] every
 /// [`KEY_PURGE_INTERVAL`], until `shutdown` completes; then stops accepting, finishes the
-/// requests in flight and stops the relay and the purge.
+/// requests in flight and stops the relay, the scheduler and the purge.
 pub async fn serve<B: Ledger>(
     service: PaymentService<B>,
     listener: tokio::net::TcpListener,
@@ -141,11 +170,17 @@ pub async fn serve<B: Ledger>(
             .await;
     });
     let purge = tokio::spawn(purge_keys_periodically(service.clone(), stop_relay.subscribe()));
+    let scheduler = service.scheduler(SystemClock);
+    let mut stop_scheduler = stop_relay.subscribe();
+    let scheduler = tokio::spawn(async move {
+        scheduler.run(SCHEDULER_IDLE, async move { while stop_scheduler.changed().await.is_ok() {} }).await;
+    });
     tracing::info!(address = %listener.local_addr()?, "payment service listening");
     let served = axum::serve(listener, service.router()).with_graceful_shutdown(shutdown).await;
     drop(stop_relay);
     relay.await?;
     purge.await?;
+    scheduler.await?;
     tracing::info!("payment service stopped");
     Ok(served?)
 }
@@ -196,9 +231,10 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool, sqlx::Error> {
 }
 
 /// Connects to `url` (`sqlite:…`, `postgres://…`, `mysql://…`), creates the tables and serves
-/// until `shutdown` completes.
+/// until `shutdown` completes, voiding authorizations `authorization_ttl` after they were given.
 pub async fn serve_url(
     url: &str,
+    authorization_ttl: Duration,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
@@ -206,13 +242,24 @@ pub async fn serve_url(
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let pool =
             sqlx::postgres::PgPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
-        serve(PaymentService::<sqlx::Postgres>::new(pool).await?, listener, shutdown).await
+        serve(
+            PaymentService::<sqlx::Postgres>::new(pool).await?.with_authorization_ttl(authorization_ttl),
+            listener,
+            shutdown,
+        )
+        .await
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let pool =
             sqlx::mysql::MySqlPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
-        serve(PaymentService::<sqlx::MySql>::new(pool).await?, listener, shutdown).await
+        serve(
+            PaymentService::<sqlx::MySql>::new(pool).await?.with_authorization_ttl(authorization_ttl),
+            listener,
+            shutdown,
+        )
+        .await
     } else if url.starts_with("sqlite:") {
-        serve(PaymentService::<sqlx::Sqlite>::new(sqlite_pool(url).await?).await?, listener, shutdown).await
+        let service = PaymentService::<sqlx::Sqlite>::new(sqlite_pool(url).await?).await?;
+        serve(service.with_authorization_ttl(authorization_ttl), listener, shutdown).await
     } else {
         Err(format!("unsupported database URL `{url}` (expected sqlite:, postgres:// or mysql://)").into())
     }

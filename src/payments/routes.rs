@@ -308,7 +308,9 @@ async fn transition<B: Ledger>(
                 Ok(())
             })
         }),
-        PaymentEvent::Authorize | PaymentEvent::Cancel => keyed,
+        // The authorization expires: `expire` is scheduled in the same transaction.
+        PaymentEvent::Authorize => keyed.schedule(PaymentEvent::Expire, service.authorization_ttl()),
+        PaymentEvent::Cancel | PaymentEvent::Expire => keyed,
     };
 
     let view = |state: PaymentState, version: i64| PaymentView {

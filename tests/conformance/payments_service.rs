@@ -8,13 +8,15 @@
 //! illegal transition 409, each with an `application/problem+json` body; a NUL in a path id, a
 //! path parameter that is not UTF-8 (`%FF`) and an overlong id are 400 naming the parameter, a
 //! NUL in a body field 422 naming the field, before any SQL; a database's data exception
-//! (SQLSTATE class 22) is a 422 problem, not a 500 or a 503.
+//! (SQLSTATE class 22) is a 422 problem, not a 500 or a 503; an authorization expires (voided)
+//! once a scheduler's `ManualClock` passes its TTL.
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::fixture::backends::{mysql_pool, postgres_pool};
 use fsm_runtime::sqlx;
+use fsm_runtime::timer::{ManualClock, SchedulerReport};
 use fsm_suite::payments::{self, Ledger, PaymentService};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -379,6 +381,20 @@ where
     let anew = api.post("/payments", Some(&format!("{run}-p1")), &new_payment).await;
     assert_eq!((anew.status, anew.replayed), (StatusCode::CREATED, false), "{}", anew.body);
     assert_ne!(anew.id(), payment, "a purged key creates a new payment");
+
+    // Authorizations expire: `authorize` scheduled `expire` the TTL later, in its transaction;
+    // a scheduler whose clock passed it voids the payment. A refunded one stays refunded.
+    let expiring = api.authorized_payment(&format!("{run}-expiring"), &account, 100).await;
+    let clock = ManualClock::starting_now();
+    let scheduler = service.scheduler(clock.clone());
+    scheduler.run_once().await.expect("a scheduler pass");
+    assert_eq!(api.get(&format!("/payments/{expiring}")).await.json()["state"], "authorized", "not due yet");
+    clock.advance(payments::AUTHORIZATION_TTL + Duration::from_secs(1));
+    while scheduler.run_once().await.expect("a scheduler pass") != SchedulerReport::default() {}
+    let voided = api.get(&format!("/payments/{expiring}")).await.json();
+    assert_eq!(voided["state"], "voided", "{voided}");
+    assert_eq!(voided["history"][1]["to"], "voided", "{voided}");
+    assert_eq!(api.get(&format!("/payments/{payment}")).await.json()["state"], "refunded");
     server.stop().await;
 }
 

@@ -28,6 +28,11 @@ pub struct IdempotencyKeysDoctests;
 #[cfg(doctest)]
 pub struct OutboxAndInboxDoctests;
 
+/// The Rust code blocks of `docs/timers.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/timers.md")]
+#[cfg(doctest)]
+pub struct TimersDoctests;
+
 /// The Rust code blocks of `docs/stores.md`, compiled and run as doctests.
 #[doc = include_str!("../docs/stores.md")]
 #[cfg(doctest)]

@@ -25,7 +25,7 @@ impl Due {
     /// The due time in microseconds since the Unix epoch, for a timer scheduled at `now`.
     pub fn at_micros(self, now: i64) -> i64 {
         match self {
-            Self::At(at) => at.duration_since(UNIX_EPOCH).map_or(0, |since| micros_of(since)),
+            Self::At(at) => at.duration_since(UNIX_EPOCH).map_or(0, micros_of),
             Self::After(delay) => now.saturating_add(micros_of(delay)),
         }
     }

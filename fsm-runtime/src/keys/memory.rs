@@ -94,6 +94,7 @@ impl Keys for MemoryKeys {
             purged += u64::from(purge);
             !purge
         });
+        crate::telemetry::keys_purged(purged);
         Ok(purged)
     }
 }

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-/// `payments [--port PORT] [--database-url URL]`, with `DATABASE_URL` as the default URL.
+/// `payments [--port PORT] [--database-url URL] [--log-format text|json]`, with `DATABASE_URL` as
+/// the default URL.
 ///
 /// ```
 /// use clap::Parser as _;
@@ -23,6 +24,20 @@ pub struct ServiceArgs {
     /// `target/payments.db` of this repository).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// `text` (the default: for a person at a terminal) or `json` (one JSON object a line, for a
+    /// log collector, with a line for each store operation's span when it closes).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the service writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 impl ServiceArgs {
@@ -64,10 +79,18 @@ mod tests {
     fn flags_with_and_without_equals() {
         let args =
             ServiceArgs::try_parse_from(["payments", "--port=8081", "--database-url", "sqlite::memory:"]).unwrap();
-        assert_eq!(args, ServiceArgs { port: 8081, database_url: Some("sqlite::memory:".to_owned()) });
+        let url = Some("sqlite::memory:".to_owned());
+        assert_eq!(args, ServiceArgs { port: 8081, database_url: url, log_format: LogFormat::Text });
         let args = ServiceArgs::try_parse_from(["payments", "--database-url=postgres://x@h/db"]).unwrap();
         assert_eq!(args.port, 3000);
         assert_eq!(args.database_url_or_file_in(Path::new("/nonexistent")).unwrap(), "postgres://x@h/db");
+    }
+
+    #[test]
+    fn log_format_text_or_json() {
+        let args = ServiceArgs::try_parse_from(["payments", "--log-format", "json"]).unwrap();
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert!(ServiceArgs::try_parse_from(["payments", "--log-format", "xml"]).is_err());
     }
 
     #[test]
@@ -85,7 +108,7 @@ mod tests {
     #[test]
     fn without_a_url_the_service_uses_a_file_in_target() {
         let dir = std::env::temp_dir().join(format!("fsm-args-{}", std::process::id()));
-        let args = ServiceArgs { port: 3000, database_url: None };
+        let args = ServiceArgs { port: 3000, database_url: None, log_format: LogFormat::Text };
         let url = args.database_url_or_file_in(&dir).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=rwc", dir.join("payments.db").display()));
         assert!(dir.is_dir());

@@ -56,7 +56,10 @@ impl SpanRecord {
 /// The spans of one test, in the order they were opened, each with its id while it is open
 /// (the registry reuses the ids of closed spans).
 #[derive(Debug, Clone, Default)]
-struct Spans(Arc<Mutex<Vec<(Option<u64>, SpanRecord)>>>);
+struct Spans(Arc<Mutex<Vec<OpenOrClosed>>>);
+
+/// A recorded span, with its id while it is open.
+type OpenOrClosed = (Option<u64>, SpanRecord);
 
 impl Spans {
     /// The recorded spans named `name`.

@@ -47,3 +47,8 @@ pub struct TokensAndLeasesDoctests;
 #[doc = include_str!("../docs/caller-transaction.md")]
 #[cfg(doctest)]
 pub struct CallerTransactionDoctests;
+
+/// The Rust code blocks of `docs/operating.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/operating.md")]
+#[cfg(doctest)]
+pub struct OperatingDoctests;

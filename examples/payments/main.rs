@@ -5,6 +5,8 @@
 //! cargo run --example payments -- --port 8080 --database-url postgres://postgres@127.0.0.1/test
 //! DATABASE_URL=mysql://root@127.0.0.1/test cargo run --example payments
 //! RUST_LOG=debug cargo run --example payments                    # more logs
+//! cargo run --example payments -- --log-format json                # JSON lines, one per store operation too
+//! curl -s localhost:3000/metrics                                   # Prometheus text
 //! ```
 //!
 //! The service itself (routes, handlers, the machine, problem responses) is
@@ -13,18 +15,16 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser as _;
-use fsm_suite::payments;
+use fsm_suite::payments::{self, LogFormat};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     let args = payments::ServiceArgs::parse();
+    init_logging(args.log_format);
     let database_url =
         args.database_url_or_file_in(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
@@ -34,4 +34,23 @@ async fn main() -> Result<(), BoxError> {
         tracing::info!("Ctrl-C: finishing the requests in flight");
     };
     payments::serve_url(&database_url, args.authorization_ttl, listener, shutdown).await
+}
+
+/// The log: `RUST_LOG` (default `info`), as text or as JSON lines; in JSON, each store
+/// operation's span is also logged when it closes, with its fields (machine, entity, outcome, …).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_span_events(FmtSpan::CLOSE)
+            .init(),
+    }
 }

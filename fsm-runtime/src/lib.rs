@@ -79,6 +79,7 @@ pub mod retry;
 #[cfg(feature = "_sql")]
 pub mod sql;
 pub mod store;
+pub mod telemetry;
 pub mod timer;
 pub mod token;
 mod transition;

@@ -41,9 +41,11 @@
 //! # }).unwrap();
 //! ```
 
+mod gauges;
 mod memory;
 #[cfg(feature = "_sql")]
 mod sql;
+mod stats;
 
 use std::future::Future;
 use std::time::Duration;
@@ -54,6 +56,7 @@ pub use crate::message::{OutboxMessage, PendingMessage};
 pub use memory::MemoryOutbox;
 #[cfg(feature = "_sql")]
 pub use sql::SqlOutbox;
+pub use stats::OutboxStats;
 
 /// Something a message can be enqueued on inside an effect: the transaction of an SQL
 /// transition ([`SqlTx`](crate::sql::SqlTx), on every SQL backend) or a
@@ -75,6 +78,11 @@ pub trait OutboxSource: Send + Sync {
 
     /// Gives a claimed, unpublished message back, to be claimed again at once.
     fn release(&self, sequence: i64) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// What the whole outbox holds (every topic): pending and dead messages, and the age of the
+    /// oldest pending one; one cheap read, which a [`Relay`] makes after each pass to set the
+    /// outbox gauges.
+    fn stats(&self) -> impl Future<Output = Result<OutboxStats, Error>> + Send;
 }
 
 impl<S: OutboxSource> OutboxSource for std::sync::Arc<S> {
@@ -88,6 +96,10 @@ impl<S: OutboxSource> OutboxSource for std::sync::Arc<S> {
 
     fn release(&self, sequence: i64) -> impl Future<Output = Result<(), Error>> + Send {
         (**self).release(sequence)
+    }
+
+    fn stats(&self) -> impl Future<Output = Result<OutboxStats, Error>> + Send {
+        (**self).stats()
     }
 }
 
@@ -144,10 +156,12 @@ impl<S: OutboxSource> Relay<S> {
             match publisher.publish(message).await {
                 Ok(()) => {
                     self.source.mark_published(message.sequence).await?;
+                    crate::telemetry::relay_published(&message.topic);
                     report.published += 1;
                 }
                 Err(error) => {
                     tracing::warn!(message_id = %message.message_id, topic = %message.topic, %error, "publish failed");
+                    crate::telemetry::relay_failed(&message.topic);
                     report.failed += 1;
                     self.source.release(message.sequence).await?;
                     break;
@@ -157,6 +171,7 @@ impl<S: OutboxSource> Relay<S> {
         for message in pending {
             self.source.release(message.sequence).await?;
         }
+        self.record_stats().await;
         Ok(report)
     }
 

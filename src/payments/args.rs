@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-/// `payments [--port PORT] [--database-url URL]`, with `DATABASE_URL` as the default URL.
+/// `payments [--port PORT] [--database-url URL] [--log-format text|json]`, with `DATABASE_URL` as
+/// the default URL.
 ///
 /// ```
 /// use clap::Parser as _;
@@ -24,10 +25,24 @@ pub struct ServiceArgs {
     /// `target/payments.db` of this repository).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// `text` (the default: for a person at a terminal) or `json` (one JSON object a line, for a
+    /// log collector, with a line for each store operation's span when it closes).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// How long an authorization holds before the scheduler voids it: seconds, or a number
     /// with `s`, `m`, `h` or `d` (`7d`, the default).
     #[arg(long, default_value = "7d", value_parser = parse_ttl)]
     pub authorization_ttl: Duration,
+}
+
+/// How the service writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// A duration as `--authorization-ttl` takes it: seconds, or a number with `s`, `m`, `h` or `d`.
@@ -93,14 +108,22 @@ mod tests {
         let args =
             ServiceArgs::try_parse_from(["payments", "--port=8081", "--database-url", "sqlite::memory:"]).unwrap();
         let week = Duration::from_secs(7 * 86_400);
+        let url = Some("sqlite::memory:".to_owned());
         let expected =
-            ServiceArgs { port: 8081, database_url: Some("sqlite::memory:".to_owned()), authorization_ttl: week };
+            ServiceArgs { port: 8081, database_url: url, log_format: LogFormat::Text, authorization_ttl: week };
         assert_eq!(args, expected);
         let args = ServiceArgs::try_parse_from(["payments", "--authorization-ttl=15m"]).unwrap();
         assert_eq!(args.authorization_ttl, Duration::from_secs(900));
         let args = ServiceArgs::try_parse_from(["payments", "--database-url=postgres://x@h/db"]).unwrap();
         assert_eq!(args.port, 3000);
         assert_eq!(args.database_url_or_file_in(Path::new("/nonexistent")).unwrap(), "postgres://x@h/db");
+    }
+
+    #[test]
+    fn log_format_text_or_json() {
+        let args = ServiceArgs::try_parse_from(["payments", "--log-format", "json"]).unwrap();
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert!(ServiceArgs::try_parse_from(["payments", "--log-format", "xml"]).is_err());
     }
 
     #[test]
@@ -119,7 +142,12 @@ mod tests {
     #[test]
     fn without_a_url_the_service_uses_a_file_in_target() {
         let dir = std::env::temp_dir().join(format!("fsm-args-{}", std::process::id()));
-        let args = ServiceArgs { port: 3000, database_url: None, authorization_ttl: Duration::from_secs(60) };
+        let args = ServiceArgs {
+            port: 3000,
+            database_url: None,
+            log_format: LogFormat::Text,
+            authorization_ttl: Duration::from_secs(60),
+        };
         let url = args.database_url_or_file_in(&dir).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=rwc", dir.join("payments.db").display()));
         assert!(dir.is_dir());

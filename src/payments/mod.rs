@@ -18,6 +18,7 @@
 //! | `POST /payments/{id}/refund` | `captured` → `refunded`: credits the account, enqueues a receipt (strict) |
 //! | `POST /payments/{id}/cancel` | `created` or `authorized` → `cancelled` |
 //! | `GET /payments/{id}` | the payment and its history |
+//! | `GET /metrics` | the metrics of the process, in Prometheus text |
 //!
 //! Errors are RFC 9457 problem bodies ([`Problem`]).
 
@@ -25,6 +26,7 @@ mod args;
 mod keys;
 mod ledger;
 mod machine;
+mod metrics;
 mod problem;
 mod routes;
 mod validate;
@@ -40,10 +42,11 @@ use fsm_runtime::timer::{Clock, Scheduler, SqlTimers, SystemClock};
 use fsm_runtime::{Error, Keys as _, Store as _};
 use serde::Serialize;
 
-pub use args::{ServiceArgs, parse_ttl, redacted};
+pub use args::{LogFormat, ServiceArgs, parse_ttl, redacted};
 pub use keys::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, StoredResponse, idempotency_key};
 pub use ledger::{Ledger, PaymentRow};
 pub use machine::{PaymentEvent, PaymentState};
+pub use metrics::{PROMETHEUS_TEXT, prometheus};
 pub use problem::{PROBLEM_JSON, PROBLEM_TYPE_BASE, Problem};
 
 /// The scheduler of the service: it fires the `expire` timers of authorizations.
@@ -65,11 +68,12 @@ pub const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub struct PaymentService<B: Ledger> {
     store: SqlStore<PaymentState, B>,
     authorization_ttl: Duration,
+    outbox: SqlOutbox<B>,
 }
 
 impl<B: Ledger> Clone for PaymentService<B> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), authorization_ttl: self.authorization_ttl }
+        Self { store: self.store.clone(), authorization_ttl: self.authorization_ttl, outbox: self.outbox.clone() }
     }
 }
 
@@ -86,7 +90,8 @@ impl<B: Ledger> PaymentService<B> {
         let mut conn = pool.acquire().await?;
         B::create_tables(&mut conn).await?;
         drop(conn);
-        Ok(Self { store: SqlStore::new(pool).await?, authorization_ttl: AUTHORIZATION_TTL })
+        let store = SqlStore::new(pool.clone()).await?;
+        Ok(Self { store, authorization_ttl: AUTHORIZATION_TTL, outbox: SqlOutbox::new(pool).await? })
     }
 
     /// The same service, voiding authorizations `ttl` after they were given (instead of
@@ -116,14 +121,22 @@ impl<B: Ledger> PaymentService<B> {
         self.store.pool()
     }
 
-    /// The HTTP API.
+    /// The HTTP API, with `GET /metrics` (which installs the process's Prometheus recorder,
+    /// [`prometheus`], if it is not yet).
     pub fn router(&self) -> axum::Router {
+        prometheus();
         routes::router(self.clone())
     }
 
     /// The outbox of receipts, for a relay.
     pub async fn receipts(&self) -> Result<SqlOutbox<B>, Error> {
-        Ok(SqlOutbox::new(self.pool().clone()).await?.only_topic(RECEIPTS))
+        Ok(self.outbox.clone().only_topic(RECEIPTS))
+    }
+
+    /// The whole outbox of the service's database, every topic: its stats feed the outbox
+    /// gauges of `GET /metrics`.
+    pub fn outbox(&self) -> &SqlOutbox<B> {
+        &self.outbox
     }
 
     /// Forgets the idempotency keys (and their stored responses) stored more than `older_than`

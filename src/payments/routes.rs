@@ -30,6 +30,7 @@ pub(super) fn router<B: Ledger>(service: PaymentService<B>) -> Router {
         .route("/payments", post(create_payment::<B>))
         .route("/payments/{id}", get(read_payment::<B>))
         .route("/payments/{id}/{action}", post(fire_action::<B>))
+        .route("/metrics", get(super::metrics::render::<B>))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(service)

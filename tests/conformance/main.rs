@@ -8,7 +8,8 @@
 //!   the outbox, locks (the modules `memory`, `sqlite`, `postgres` and `mysql` below), with the
 //!   audit trail's cases in `audit_cases.rs`;
 //! - `tokens.rs`: single-use tokens (memory, the three SQL databases, Redis);
-//! - `leases.rs`: leases with fencing tokens (memory, the three SQL databases, Redis).
+//! - `leases.rs`: leases with fencing tokens (memory, the three SQL databases, Redis);
+//! - `telemetry.rs`: metrics and spans (memory and the three SQL databases).
 //!
 //! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
 //! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `outbox_e2e`, `connection_loss`,
@@ -42,6 +43,7 @@ mod sql_migrations;
 mod sql_races;
 mod sqlite_cancelled_batch;
 mod statement_count;
+mod telemetry;
 mod timers;
 mod tokens;
 mod upgrade_from_first_release;

@@ -357,6 +357,14 @@ where
     assert_eq!(refunded["idempotency_key"], json!(format!("{run}-refund")), "{refunded}");
     assert_eq!(detail["history"][1]["idempotency_key"], json!(capture_key), "{detail}");
 
+    // The metrics, in Prometheus text: the contract lines, each with a value.
+    let metrics = api.get("/metrics").await;
+    assert_eq!((metrics.status, metrics.content_type.as_str()), (StatusCode::OK, payments::PROMETHEUS_TEXT));
+    let applied = metric(&metrics.body, r#"fsm_transitions_total{machine="Payment",outcome="applied"}"#);
+    assert!(applied >= 15.0, "this run captured 14 payments and refunded one: {applied}\n{}", metrics.body);
+    assert!(metric(&metrics.body, "fsm_outbox_pending") >= 0.0);
+    assert!(metric(&metrics.body, r#"fsm_transitions_total{machine="Payment",outcome="replayed"}"#) >= 1.0);
+
     // A restart: the stored responses survive it.
     server.stop().await;
     let service = PaymentService::<B>::new(pool().await).await.expect("the tables exist");
@@ -396,6 +404,16 @@ where
     assert_eq!(voided["history"][1]["to"], "voided", "{voided}");
     assert_eq!(api.get(&format!("/payments/{payment}")).await.json()["state"], "refunded");
     server.stop().await;
+}
+
+/// The value of the sample `name` (with its labels, as rendered) in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    let line = text.lines().find(|line| line.split_once(' ').is_some_and(|(sample, _)| sample == name));
+    let value = line.and_then(|line| line.rsplit_once(' ')).map(|(_, value)| value.parse::<f64>());
+    match value {
+        Some(Ok(value)) => value,
+        _ => panic!("no sample `{name}` with a value in:\n{text}"),
+    }
 }
 
 /// Asserts that the problem for `error`, a driver error of SQLSTATE class 22 (a data

@@ -102,6 +102,7 @@ impl Keys for MemoryKeys {
             purged += u64::from(purge);
             !purge
         });
+        crate::telemetry::keys_purged(purged);
         Ok(purged)
     }
 }

@@ -108,6 +108,9 @@ impl<B: Backend> Keys for SqlKeys<B> {
 
     async fn purge_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
         let mut conn = self.pool.acquire().await.map_err(keys_error)?;
-        self.sql.purge::<B::Driver>(&mut conn, micros_before_now(older_than), source).await.map_err(keys_error)
+        let purged = self.sql.purge::<B::Driver>(&mut conn, micros_before_now(older_than), source).await;
+        let purged = purged.map_err(keys_error)?;
+        crate::telemetry::keys_purged(purged);
+        Ok(purged)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::clock::now_micros;
 use crate::error::Error;
 use crate::message::{OutboxMessage, PendingMessage};
-use crate::outbox::OutboxSource;
+use crate::outbox::{OutboxSource, OutboxStats};
 
 /// A message in a memory outbox.
 #[derive(Debug, Clone)]
@@ -14,6 +14,7 @@ struct OutboxRow {
     message: PendingMessage,
     claimed_until: i64,
     published: bool,
+    created_at_micros: i64,
 }
 
 /// The outbox of the memory stores (see [`MemoryStore::outbox`](crate::MemoryStore::outbox)); a
@@ -31,7 +32,7 @@ impl MemoryOutbox {
             let sequence = i64::try_from(outbox.len()).unwrap_or(i64::MAX) + 1;
             let OutboxMessage { topic, key, payload } = message;
             let message = PendingMessage { sequence, message_id, topic, key, payload, attempts: 0 };
-            outbox.push(OutboxRow { message, claimed_until: 0, published: false });
+            outbox.push(OutboxRow { message, claimed_until: 0, published: false, created_at_micros: now_micros() });
         }
     }
 
@@ -73,5 +74,14 @@ impl OutboxSource for MemoryOutbox {
             row.claimed_until = 0;
         }
         Ok(())
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, Error> {
+        let outbox = self.lock();
+        let pending = outbox.iter().filter(|row| !row.published);
+        let (count, oldest) = pending.fold((0_i64, None), |(count, oldest): (i64, Option<i64>), row| {
+            (count + 1, Some(oldest.map_or(row.created_at_micros, |at| at.min(row.created_at_micros))))
+        });
+        Ok(OutboxStats::new(count, oldest, 0))
     }
 }

@@ -7,7 +7,7 @@ use crate::clock::now_micros;
 use crate::error::{BoxError, Error};
 use crate::inbox::Inbox;
 use crate::message::new_message_id;
-use crate::outbox::{Outbox, OutboxMessage, OutboxSource, PendingMessage};
+use crate::outbox::{Outbox, OutboxMessage, OutboxSource, OutboxStats, PendingMessage};
 use crate::sql::Driver;
 use crate::sql::{Backend, SqlTx, is_deadlock, outbox};
 
@@ -93,6 +93,13 @@ impl<B: Backend> OutboxSource for SqlOutbox<B> {
     async fn release(&self, sequence: i64) -> Result<(), Error> {
         let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
         outbox::release::<B::Driver>(&mut conn, sequence).await.map_err(outbox_error)
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, Error> {
+        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        let (pending, oldest) = outbox::stats::<B::Driver>(&mut conn).await.map_err(outbox_error)?;
+        // Dead messages are counted here once the outbox parks them.
+        Ok(OutboxStats::new(pending, oldest, 0))
     }
 }
 

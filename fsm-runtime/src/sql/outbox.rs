@@ -4,7 +4,7 @@ use crate::clock::now_micros;
 use crate::message::{OutboxMessage, PendingMessage};
 use crate::sql::backend::private::Driver;
 use crate::sql::classify::is_unique_violation;
-use crate::sql::value::{Arg, Row, owned};
+use crate::sql::value::{Arg, Row, fixed, owned};
 
 /// Inserts an outbox message with its id.
 pub(crate) async fn insert<B: Driver>(
@@ -126,4 +126,13 @@ pub(crate) async fn record_inbox<B: Driver>(
         Err(error) if is_unique_violation(&error) => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// The pending messages of the whole outbox, in one read: how many, and when the oldest was
+/// enqueued (`None` when none is pending).
+pub(crate) async fn stats<B: Driver>(conn: &mut B::Connection) -> Result<(i64, Option<i64>), sqlx::Error> {
+    const SQL: &str = "SELECT COUNT(*), MIN(created_at_micros) FROM fsm_outbox WHERE published_at_micros IS NULL";
+    let rows = B::fetch(conn, fixed(SQL), &[]).await?;
+    let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    Ok((row.int(0)?, row.opt_int(1)?))
 }

@@ -16,9 +16,14 @@ use crate::outcome::{CreateOutcome, DeleteOutcome, HistoryEntry, Outcome, Snapsh
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
 use crate::store::request::Audit;
+use crate::store::traced;
 use crate::store::{ColumnValue, Effect, LockedEntity, NewEntity, Store, Target, TransitionRequest};
+use crate::telemetry::{Operation, Reported};
 use crate::timer::MemoryTimers;
 use crate::transition::Transition;
+
+/// The store's name in the spans of its operations.
+const STORE: &str = "memory";
 
 /// One stored entity. The state is kept as its stored name, like an SQL row, so that a corrupted
 /// value behaves as it would in a database.
@@ -247,6 +252,53 @@ impl<M: StateMachine> MemoryStore<M> {
         self.lock_rows().get(id).cloned()
     }
 
+    /// The entity's state and version, without a span.
+    async fn read(&self, id: &EntityId) -> Result<Snapshot<M>, Error> {
+        let slot = self.slot(id).ok_or_else(|| not_found::<M>(id, &self.table))?;
+        let guard = slot.lock().await;
+        let row = guard.as_ref().ok_or_else(|| not_found::<M>(id, &self.table))?;
+        Ok(Snapshot { state: parse_state::<M>(id, &self.table, &row.state)?, version: row.version })
+    }
+
+    /// Removes the entity, keeping its history as a deleted life.
+    async fn remove(&self, id: EntityId) -> Result<DeleteOutcome, Error> {
+        let Some(slot) = self.lock_rows().remove(&id) else {
+            return Ok(DeleteOutcome::AlreadyAbsent);
+        };
+        let mut guard = slot.lock().await;
+        let Some(row) = guard.take() else {
+            return Ok(DeleteOutcome::AlreadyAbsent);
+        };
+        if !row.history.is_empty() {
+            self.lock_retired().entry(id).or_default().push((now_micros(), row.history));
+        }
+        Ok(DeleteOutcome::Deleted)
+    }
+
+    /// The live entity's history.
+    async fn live_history(&self, id: &EntityId) -> Result<Vec<HistoryEntry<M>>, Error> {
+        let Some(slot) = self.slot(id) else {
+            return Ok(Vec::new());
+        };
+        let guard = slot.lock().await;
+        let Some(row) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
+        row.history.iter().map(|record| record.entry(id, &self.table, None)).collect()
+    }
+
+    /// The histories of the deleted lives of the id, then the live entity's.
+    async fn audit_trail(&self, id: &EntityId) -> Result<Vec<HistoryEntry<M>>, Error> {
+        let mut entries = Vec::new();
+        for (deleted_at, history) in self.lock_retired().get(id).into_iter().flatten() {
+            for record in history {
+                entries.push(record.entry(id, &self.table, Some(*deleted_at))?);
+            }
+        }
+        entries.extend(self.live_history(id).await?);
+        Ok(entries)
+    }
+
     async fn apply_unkeyed(
         &self,
         id: EntityId,
@@ -258,7 +310,7 @@ impl<M: StateMachine> MemoryStore<M> {
         let plan = match Plan::resolve(&id, target, expected_version)? {
             Resolution::Ready(plan) => plan,
             Resolution::NeedsState { event } => {
-                let current = self.get(id.clone()).await?;
+                let current = self.read(&id).await?;
                 match Plan::for_event_in_state(&id, event, current.state, current.version, expected_version)? {
                     AfterRead::Ready(plan) => plan,
                     AfterRead::AlreadyApplied(Snapshot { state, version }) => {
@@ -329,60 +381,39 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
     type Keys = MemoryKeys;
 
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
-        self.insert(id.into(), state, Vec::new()).await
+        let id = id.into();
+        traced::entity::<M>(STORE, Operation::Create, &id).run(self.insert(id.clone(), state, Vec::new())).await
     }
 
     async fn create_with(&self, entity: NewEntity<M>) -> Result<CreateOutcome<M>, Error> {
-        entity.check(&M::MAPPING)?;
-        let (id, state, columns) = entity.into_parts();
-        self.insert(id, state, columns).await
+        let traced = traced::entity::<M>(STORE, Operation::Create, entity.id());
+        traced
+            .run(async move {
+                entity.check(&M::MAPPING)?;
+                let (id, state, columns) = entity.into_parts();
+                self.insert(id, state, columns).await
+            })
+            .await
     }
 
     async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {
         let id = id.into();
-        let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
-        let guard = slot.lock().await;
-        let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
-        Ok(Snapshot { state: parse_state::<M>(&id, &self.table, &row.state)?, version: row.version })
+        traced::entity::<M>(STORE, Operation::Get, &id).run(self.read(&id)).await
     }
 
     async fn delete(&self, id: impl Into<EntityId> + Send) -> Result<DeleteOutcome, Error> {
         let id = id.into();
-        let Some(slot) = self.lock_rows().remove(&id) else {
-            return Ok(DeleteOutcome::AlreadyAbsent);
-        };
-        let mut guard = slot.lock().await;
-        let Some(row) = guard.take() else {
-            return Ok(DeleteOutcome::AlreadyAbsent);
-        };
-        if !row.history.is_empty() {
-            self.lock_retired().entry(id).or_default().push((now_micros(), row.history));
-        }
-        Ok(DeleteOutcome::Deleted)
+        traced::entity::<M>(STORE, Operation::Delete, &id).run(self.remove(id.clone())).await
     }
 
     async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
         let id = id.into();
-        let Some(slot) = self.slot(&id) else {
-            return Ok(Vec::new());
-        };
-        let guard = slot.lock().await;
-        let Some(row) = guard.as_ref() else {
-            return Ok(Vec::new());
-        };
-        row.history.iter().map(|record| record.entry(&id, &self.table, None)).collect()
+        traced::entity::<M>(STORE, Operation::History, &id).run(self.live_history(&id)).await
     }
 
     async fn audit(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
         let id = id.into();
-        let mut entries = Vec::new();
-        for (deleted_at, history) in self.lock_retired().get(&id).into_iter().flatten() {
-            for record in history {
-                entries.push(record.entry(&id, &self.table, Some(*deleted_at))?);
-            }
-        }
-        entries.extend(self.history(id).await?);
-        Ok(entries)
+        traced::entity::<M>(STORE, Operation::History, &id).run(self.audit_trail(&id)).await
     }
 
     async fn purge_history(&self, id: impl Into<EntityId> + Send) -> Result<u64, Error> {
@@ -412,6 +443,22 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, MemoryTx>) -> Result<Outcome<M>, Error> {
+        traced::apply(STORE, &request, false).transition(self.apply_request(request)).await
+    }
+
+    fn keys(&self) -> MemoryKeys {
+        self.keys.clone()
+    }
+
+    async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<MemoryLocked<M>, Error> {
+        let id = id.into();
+        traced::entity::<M>(STORE, Operation::Lock, &id).run(self.lock_entity(id.clone())).await
+    }
+}
+
+impl<M: StateMachine> MemoryStore<M> {
+    /// Runs a transition request, without a span.
+    async fn apply_request(&self, request: TransitionRequest<'_, M, MemoryTx>) -> Result<Outcome<M>, Error> {
         let TransitionRequest { id, target, expected_version, key, audit, effects, .. } =
             request.timers_as_effect(&self.table);
         let Some((key, fingerprint)) = key else {
@@ -434,12 +481,8 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
         Ok(outcome)
     }
 
-    fn keys(&self) -> MemoryKeys {
-        self.keys.clone()
-    }
-
-    async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<MemoryLocked<M>, Error> {
-        let id = id.into();
+    /// Locks the entity's row, without a span.
+    async fn lock_entity(&self, id: EntityId) -> Result<MemoryLocked<M>, Error> {
         let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
         let guard = slot.lock_owned().await;
         let row = guard.as_ref().ok_or_else(|| not_found::<M>(&id, &self.table))?;
@@ -480,6 +523,29 @@ impl<M: StateMachine> LockedEntity<M> for MemoryLocked<M> {
     }
 
     async fn transition(&mut self, to: M) -> Result<Outcome<M>, Error> {
+        let traced = traced::locked(STORE, &self.id, to);
+        traced.transition(async { self.decide(to) }).await
+    }
+
+    async fn commit(mut self) -> Result<(), Error> {
+        if let Some(row) = self.guard.as_mut() {
+            row.state = self.snapshot.state.as_str().to_owned();
+            row.version = self.snapshot.version;
+            row.history.append(&mut self.pending);
+        }
+        Ok(())
+    }
+}
+
+impl<M: StateMachine> Reported for MemoryLocked<M> {
+    fn outcome(&self) -> &'static str {
+        "locked"
+    }
+}
+
+impl<M: StateMachine> MemoryLocked<M> {
+    /// Decides a transition to `to` on the locked row; an applied one is written at commit.
+    fn decide(&mut self, to: M) -> Result<Outcome<M>, Error> {
         let plan = Plan::to_target(&self.id, to, None);
         let Snapshot { state, version } = self.snapshot;
         match plan.decide(state, version)? {
@@ -499,14 +565,5 @@ impl<M: StateMachine> LockedEntity<M> for MemoryLocked<M> {
                 Ok(Outcome::Applied { from, to, version })
             }
         }
-    }
-
-    async fn commit(mut self) -> Result<(), Error> {
-        if let Some(row) = self.guard.as_mut() {
-            row.state = self.snapshot.state.as_str().to_owned();
-            row.version = self.snapshot.version;
-            row.history.append(&mut self.pending);
-        }
-        Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod plan;
 mod request;
 #[cfg(feature = "_sql")]
 mod sql;
+mod traced;
 
 use std::future::Future;
 

@@ -11,6 +11,7 @@ use crate::store::keyed::already_applied;
 use crate::store::locked::LockedEntity;
 use crate::store::plan::{Decision, Plan};
 use crate::store::sql::SqlStore;
+use crate::store::traced;
 
 /// An entity locked in an open SQL transaction; see [`LockedEntity`].
 pub struct SqlLocked<M: StateMachine, B: Backend> {
@@ -56,6 +57,20 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
     }
 
     async fn transition(&mut self, to: M) -> Result<Outcome<M>, Error> {
+        let traced = traced::locked(B::NAME, &self.id, to);
+        traced.transition(self.write(to)).await
+    }
+
+    async fn commit(mut self) -> Result<(), Error> {
+        let committed = self.tx.finish_commit().await;
+        committed.map_err(|e| self.store.db(e))
+    }
+}
+
+impl<M: StateMachine, B: Backend> SqlLocked<M, B> {
+    /// The compare-and-set and the history row of a transition to `to` in the lock's
+    /// transaction.
+    async fn write(&mut self, to: M) -> Result<Outcome<M>, Error> {
         let plan = Plan::to_target(&self.id, to, None);
         let Snapshot { state, version } = self.snapshot;
         let from = match plan.decide(state, version)? {
@@ -91,10 +106,5 @@ impl<M: StateMachine, B: Backend> LockedEntity<M> for SqlLocked<M, B> {
         entity.insert_history::<B::Driver>(&mut *self.tx, row).await.map_err(|e| self.store.db(e))?;
         self.snapshot = Snapshot { state: to, version: version + 1 };
         Ok(Outcome::Applied { from, to, version: version + 1 })
-    }
-
-    async fn commit(mut self) -> Result<(), Error> {
-        let committed = self.tx.finish_commit().await;
-        committed.map_err(|e| self.store.db(e))
     }
 }

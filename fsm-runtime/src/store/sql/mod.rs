@@ -28,7 +28,9 @@ use crate::sql::{Backend, SqlTx, is_deadlock, is_key_violation, is_unique_violat
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
 use crate::store::request::Effect;
+use crate::store::traced;
 use crate::store::{NewEntity, Store, TransitionRequest};
+use crate::telemetry::{Operation, Reported};
 use crate::timer::SqlTimers;
 use crate::transition::Transition;
 
@@ -579,6 +581,23 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         }
     }
 
+    /// Deletes the entity and retires its history, without a span.
+    async fn delete_entity(&self, id: &EntityId) -> Result<DeleteOutcome, Error> {
+        let mut tx = self.tx().await?;
+        tx.start_write().await.map_err(|e| self.db(e))?;
+        let Some(row) = self.entity.read::<B::Driver>(&mut *tx, id, true).await.map_err(|e| self.db(e))? else {
+            tx.finish_rollback().await.map_err(|e| self.db(e))?;
+            return Ok(DeleteOutcome::AlreadyAbsent);
+        };
+        let deleted = self.entity.delete::<B::Driver>(&mut *tx, id).await.map_err(|e| self.db(e))?;
+        self.entity
+            .retire_history::<B::Driver>(&mut *tx, &self.mapping.table, &row.id, now_micros())
+            .await
+            .map_err(|e| self.history_db(e))?;
+        tx.finish_commit().await.map_err(|e| self.db(e))?;
+        Ok(if deleted == 0 { DeleteOutcome::AlreadyAbsent } else { DeleteOutcome::Deleted })
+    }
+
     fn history_db(&self, error: sqlx::Error) -> Error {
         Error::database(M::MACHINE, "fsm_history", error)
     }
@@ -652,43 +671,50 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     type Keys = SqlKeys<B>;
 
     async fn create_in(&self, id: impl Into<EntityId> + Send, state: M) -> Result<CreateOutcome<M>, Error> {
-        let mut tx = self.tx().await?;
-        self.create_on(&mut tx, &id.into(), state).await
+        let id = id.into();
+        let traced = traced::entity::<M>(B::NAME, Operation::Create, &id);
+        traced
+            .run(async {
+                let mut tx = self.tx().await?;
+                self.create_on(&mut tx, &id, state).await
+            })
+            .await
     }
 
     async fn create_with(&self, entity: NewEntity<M>) -> Result<CreateOutcome<M>, Error> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
-        self.create_with_on(&mut conn, entity).await
+        let traced = traced::entity::<M>(B::NAME, Operation::Create, entity.id());
+        traced
+            .run(async move {
+                let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+                self.create_with_on(&mut conn, entity).await
+            })
+            .await
     }
 
     async fn get(&self, id: impl Into<EntityId> + Send) -> Result<Snapshot<M>, Error> {
-        let mut tx = self.tx().await?;
-        Ok(self.read_on(&mut tx, &id.into()).await?.now)
+        let id = id.into();
+        let traced = traced::entity::<M>(B::NAME, Operation::Get, &id);
+        traced
+            .run(async {
+                let mut tx = self.tx().await?;
+                Ok(self.read_on(&mut tx, &id).await?.now)
+            })
+            .await
     }
 
     async fn delete(&self, id: impl Into<EntityId> + Send) -> Result<DeleteOutcome, Error> {
         let id = id.into();
-        let mut tx = self.tx().await?;
-        tx.start_write().await.map_err(|e| self.db(e))?;
-        let Some(row) = self.entity.read::<B::Driver>(&mut *tx, &id, true).await.map_err(|e| self.db(e))? else {
-            tx.finish_rollback().await.map_err(|e| self.db(e))?;
-            return Ok(DeleteOutcome::AlreadyAbsent);
-        };
-        let deleted = self.entity.delete::<B::Driver>(&mut *tx, &id).await.map_err(|e| self.db(e))?;
-        self.entity
-            .retire_history::<B::Driver>(&mut *tx, &self.mapping.table, &row.id, now_micros())
-            .await
-            .map_err(|e| self.history_db(e))?;
-        tx.finish_commit().await.map_err(|e| self.db(e))?;
-        Ok(if deleted == 0 { DeleteOutcome::AlreadyAbsent } else { DeleteOutcome::Deleted })
+        traced::entity::<M>(B::NAME, Operation::Delete, &id).run(self.delete_entity(&id)).await
     }
 
     async fn history(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
-        self.list_history(id.into(), false).await
+        let id = id.into();
+        traced::entity::<M>(B::NAME, Operation::History, &id).run(self.list_history(id.clone(), false)).await
     }
 
     async fn audit(&self, id: impl Into<EntityId> + Send) -> Result<Vec<HistoryEntry<M>>, Error> {
-        self.list_history(id.into(), true).await
+        let id = id.into();
+        traced::entity::<M>(B::NAME, Operation::History, &id).run(self.list_history(id.clone(), true)).await
     }
 
     async fn purge_history(&self, id: impl Into<EntityId> + Send) -> Result<u64, Error> {
@@ -707,6 +733,28 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
+        traced::apply(B::NAME, &request, false).transition(self.apply_pooled(request)).await
+    }
+
+    fn keys(&self) -> SqlKeys<B> {
+        SqlKeys::with_sql(self.pool.clone(), self.keys.clone())
+    }
+
+    async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<SqlLocked<M, B>, Error> {
+        let id = id.into();
+        traced::entity::<M>(B::NAME, Operation::Lock, &id).run(self.lock_entity(id.clone())).await
+    }
+}
+
+impl<M: StateMachine, B: Backend> Reported for SqlLocked<M, B> {
+    fn outcome(&self) -> &'static str {
+        "locked"
+    }
+}
+
+impl<M: StateMachine, B: Backend> SqlStore<M, B> {
+    /// Runs `request` on a connection of the pool, without a span.
+    async fn apply_pooled(&self, request: TransitionRequest<'_, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
         // One pooled connection for the whole request: the reads, the statement and the
         // effects' transaction. Dropped halfway (the caller gave up), it is closed, not pooled.
         let mut tx = self.tx().await?;
@@ -716,12 +764,8 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         outcome
     }
 
-    fn keys(&self) -> SqlKeys<B> {
-        SqlKeys::with_sql(self.pool.clone(), self.keys.clone())
-    }
-
-    async fn lock(&self, id: impl Into<EntityId> + Send) -> Result<SqlLocked<M, B>, Error> {
-        let id = id.into();
+    /// Locks the entity's row in a transaction of its own, without a span.
+    async fn lock_entity(&self, id: EntityId) -> Result<SqlLocked<M, B>, Error> {
         let mut tx = self.tx().await?;
         tx.start_write().await.map_err(|e| self.db(e))?;
         let row = self.entity.read::<B::Driver>(&mut *tx, &id, true).await.map_err(|e| self.db(e))?;

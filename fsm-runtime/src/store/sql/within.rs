@@ -6,7 +6,9 @@ use crate::machine::StateMachine;
 use crate::outcome::{CreateOutcome, Outcome, Snapshot};
 use crate::sql::{Backend, Nested, SqlTx};
 use crate::store::sql::SqlStore;
+use crate::store::traced;
 use crate::store::{NewEntity, TransitionRequest};
+use crate::telemetry::Operation;
 
 /// A store's operations inside a transaction the caller holds and commits
 /// ([`SqlStore::within`]): transitions of several entities and machines (stores on the same
@@ -89,10 +91,15 @@ impl<'t, M: StateMachine, B: Backend> Within<'t, M, B> {
 
     /// Runs a transition request in the caller's transaction: see [`Within`].
     pub async fn apply(&mut self, request: TransitionRequest<'_, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
-        let mut nested = Nested::enter(self.tx);
-        let outcome = self.store.apply_request(nested.tx(), request).await;
-        let left = nested.leave().await.map_err(|e| self.store.db(e));
-        outcome.and_then(|outcome| left.map(|()| outcome))
+        let traced = traced::apply(B::NAME, &request, true);
+        traced
+            .transition(async {
+                let mut nested = Nested::enter(self.tx);
+                let outcome = self.store.apply_request(nested.tx(), request).await;
+                let left = nested.leave().await.map_err(|e| self.store.db(e));
+                outcome.and_then(|outcome| left.map(|()| outcome))
+            })
+            .await
     }
 
     /// Moves the entity to `to` from any legal source of `to` ([`Store::transition`](crate::Store::transition)).
@@ -114,7 +121,9 @@ impl<'t, M: StateMachine, B: Backend> Within<'t, M, B> {
     /// Reads the entity's state and version as the transaction sees them (its own writes
     /// included).
     pub async fn get(&mut self, id: impl Into<EntityId>) -> Result<Snapshot<M>, Error> {
-        Ok(self.store.read_on(self.tx, &id.into()).await?.now)
+        let id = id.into();
+        let traced = traced::within::<M>(B::NAME, Operation::Get, &id);
+        traced.run(async { Ok(self.store.read_on(self.tx, &id).await?.now) }).await
     }
 
     /// Inserts the entity in the initial state in the transaction, or reports that it exists.
@@ -124,12 +133,14 @@ impl<'t, M: StateMachine, B: Backend> Within<'t, M, B> {
 
     /// Inserts the entity in `state` in the transaction, or reports that it exists.
     pub async fn create_in(&mut self, id: impl Into<EntityId>, state: M) -> Result<CreateOutcome<M>, Error> {
-        self.store.create_on(self.tx, &id.into(), state).await
+        let id = id.into();
+        traced::within::<M>(B::NAME, Operation::Create, &id).run(self.store.create_on(self.tx, &id, state)).await
     }
 
     /// Inserts the entity with its own columns in the transaction, or reports that it exists
     /// ([`Store::create_with`](crate::Store::create_with)).
     pub async fn create_with(&mut self, entity: NewEntity<M>) -> Result<CreateOutcome<M>, Error> {
-        self.store.create_with_on(&mut **self.tx, entity).await
+        let traced = traced::within::<M>(B::NAME, Operation::Create, entity.id());
+        traced.run(self.store.create_with_on(&mut **self.tx, entity)).await
     }
 }

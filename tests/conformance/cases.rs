@@ -556,8 +556,8 @@ where
     }
     let recorder = Recorder::default();
     let relay = Relay::new(outbox.clone()).lease(std::time::Duration::from_secs(30));
-    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 1, failed: 0 });
-    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 0, failed: 0 });
+    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 1, failed: 0, dead: 0 });
+    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 0, failed: 0, dead: 0 });
     let messages = recorder.messages();
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].topic, table);
@@ -985,7 +985,7 @@ where
         Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 }
     );
     let relay = Relay::new(clone.outbox(&table).await).lease(std::time::Duration::from_secs(30));
-    assert_eq!(relay.run_once(&Recorder::default()).await.unwrap(), RelayReport { published: 1, failed: 0 });
+    assert_eq!(relay.run_once(&Recorder::default()).await.unwrap(), RelayReport { published: 1, failed: 0, dead: 0 });
     assert_eq!(clone.delete(1).await.unwrap(), DeleteOutcome::Deleted);
     assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }));
 }

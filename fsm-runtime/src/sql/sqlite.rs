@@ -34,6 +34,7 @@ impl Driver for Sqlite {
         (11, include_str!("../../migrations/sqlite/0011_leases.sql")),
         (12, include_str!("../../migrations/sqlite/0012_fences.sql")),
         (13, include_str!("../../migrations/sqlite/0013_history_audit.sql")),
+        (14, include_str!("../../migrations/sqlite/0014_outbox_attempts.sql")),
     ];
     /// The process's clock with millisecond resolution, constant within one statement.
     const NOW_MICROS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";

@@ -596,7 +596,10 @@ where
     let relay = Relay::new(outbox).lease(lease);
     assert_eq!(relay.run_once(&recorder).await.unwrap().published, 0);
     tokio::time::sleep(lease + std::time::Duration::from_millis(100)).await;
-    assert_eq!(relay.run_once(&recorder).await.unwrap().published, 3);
+    // The three messages share a key: one pass publishes one of them, in order.
+    for _ in 0..3 {
+        assert_eq!(relay.run_once(&recorder).await.unwrap().published, 1);
+    }
     let messages = recorder.messages();
     assert_eq!(messages.len(), 4, "one publish lost its mark and was repeated: {messages:#?}");
     assert_eq!(messages[0].message_id, messages[1].message_id, "the repeat carries the same id");

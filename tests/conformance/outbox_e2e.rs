@@ -388,7 +388,12 @@ async fn exactly_one_receipt_under_retries<B: TestBackend>(fx: Arc<Fixture<B, Or
         assert!(delivered[0].first && delivered[0].committed);
         // A new relay at once: every message is still claimed by the dead one.
         let relay = Relay::new(outbox.clone()).lease(lease);
-        assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport { published: 0, failed: 0, dead: 0 }, "{}", B::LABEL);
+        assert_eq!(
+            relay.run_once(&consumer).await.unwrap(),
+            RelayReport { published: 0, failed: 0, dead: 0 },
+            "{}",
+            B::LABEL
+        );
         tokio::time::sleep(lease + Duration::from_millis(200)).await;
 
         // 3. After the lease, with a consumer that fails once on order 3 before its commit: order
@@ -397,10 +402,20 @@ async fn exactly_one_receipt_under_retries<B: TestBackend>(fx: Arc<Fixture<B, Or
         consumer.fail_once_for(3);
         let backoff = Duration::from_millis(300);
         let relay = relay.backoff(backoff, backoff);
-        assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport { published: 5, failed: 1, dead: 0 }, "{}", B::LABEL);
+        assert_eq!(
+            relay.run_once(&consumer).await.unwrap(),
+            RelayReport { published: 5, failed: 1, dead: 0 },
+            "{}",
+            B::LABEL
+        );
         assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport::default(), "{}: order 3 backs off", B::LABEL);
         tokio::time::sleep(backoff).await;
-        assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport { published: 1, failed: 0, dead: 0 }, "{}", B::LABEL);
+        assert_eq!(
+            relay.run_once(&consumer).await.unwrap(),
+            RelayReport { published: 1, failed: 0, dead: 0 },
+            "{}",
+            B::LABEL
+        );
         for _ in 0..3 {
             assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport::default());
         }

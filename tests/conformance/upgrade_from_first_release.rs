@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 
-use fsm_runtime::lock::SqlLeases;
 use fsm_runtime::error::BoxError;
 use fsm_runtime::inbox::SqlInbox;
+use fsm_runtime::lock::SqlLeases;
 use fsm_runtime::outbox::{PendingMessage, Publisher, Relay, RelayReport, SqlOutbox};
 use fsm_runtime::sql::Backend;
 use fsm_runtime::store::SqlStore;

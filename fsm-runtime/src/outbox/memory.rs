@@ -67,7 +67,13 @@ impl MemoryOutbox {
             let sequence = outbox.last_sequence;
             let OutboxMessage { topic, key, payload } = message;
             let message = PendingMessage { sequence, message_id, topic, key, payload, attempts: 0, last_error: None };
-            outbox.rows.push(OutboxRow { message, claimed_until: 0, next_attempt_at: 0, published_at: None, dead_at: None });
+            outbox.rows.push(OutboxRow {
+                message,
+                claimed_until: 0,
+                next_attempt_at: 0,
+                published_at: None,
+                dead_at: None,
+            });
         }
     }
 
@@ -143,7 +149,10 @@ impl OutboxMaintenance for MemoryOutbox {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
         let outbox = self.lock();
         let dead = outbox.rows.iter().filter_map(|row| Some((row, row.dead_at?)));
-        Ok(dead.take(limit).map(|(row, dead_at_micros)| DeadLetter { message: row.message.clone(), dead_at_micros }).collect())
+        Ok(dead
+            .take(limit)
+            .map(|(row, dead_at_micros)| DeadLetter { message: row.message.clone(), dead_at_micros })
+            .collect())
     }
 
     async fn requeue(&self, message_id: &str) -> Result<bool, Error> {

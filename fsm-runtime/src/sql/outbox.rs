@@ -129,8 +129,12 @@ pub(crate) async fn fail<B: Driver>(conn: &mut B::Connection, failed: &FailedAtt
         B::param(3),
         B::param(4)
     );
-    let args =
-        [Arg::Text(failed.error), Arg::Int(failed.next_attempt_at), Arg::OptInt(failed.dead_at), Arg::Int(failed.sequence)];
+    let args = [
+        Arg::Text(failed.error),
+        Arg::Int(failed.next_attempt_at),
+        Arg::OptInt(failed.dead_at),
+        Arg::Int(failed.sequence),
+    ];
     B::execute(conn, owned(sql), &args).await.map(drop)
 }
 
@@ -140,14 +144,17 @@ pub(crate) async fn dead<B: Driver>(
     topic: Option<&str>,
     limit: i64,
 ) -> Result<Vec<(PendingMessage, i64)>, sqlx::Error> {
-    let topic_filter = topic.map(|_| format!(" AND topic = {}", B::param(2))).unwrap_or_default();
+    // Positional parameters on SQLite and MySQL: the arguments in the order of the text.
+    let (topic_filter, limit_param) = match topic {
+        Some(_) => (format!(" AND topic = {}", B::param(1)), B::param(2)),
+        None => (String::new(), B::param(1)),
+    };
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS}, dead_at_micros FROM fsm_outbox WHERE dead_at_micros IS NOT NULL{topic_filter} \
-         ORDER BY id LIMIT {}",
-        B::param(1)
+         ORDER BY id LIMIT {limit_param}"
     );
-    let mut args = vec![Arg::Int(limit)];
-    args.extend(topic.map(Arg::Text));
+    let mut args: Vec<Arg<'_>> = topic.map(Arg::Text).into_iter().collect();
+    args.push(Arg::Int(limit));
     let rows = B::fetch(conn, owned(sql), &args).await?;
     rows.iter().map(|row| Ok((pending_message(row)?, row.int(7)?))).collect()
 }

@@ -14,11 +14,24 @@
 //! # Ok(()) }
 //! # use fsm_runtime::sqlx;
 //! ```
+//!
+//! Records are kept until they are purged: [`SqlInbox::purge`] (or
+//! [`purge_of`](SqlInbox::purge_of) one consumer) deletes those older than a retention, which
+//! must be longer than any redelivery can come late (the outbox's lease and backoff, the
+//! broker's own redelivery).
 
-use std::collections::HashSet;
+#[cfg(feature = "_sql")]
+mod sql;
+
+use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
+use crate::clock::{micros_before_now, now_micros};
 use crate::error::BoxError;
+
+#[cfg(feature = "_sql")]
+pub use sql::SqlInbox;
 
 /// A transaction a consumer records processed message ids in.
 pub trait Inbox: Send {
@@ -35,7 +48,8 @@ pub trait Inbox: Send {
 /// rolls back with the consumer's transaction.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryInbox {
-    seen: HashSet<(String, String)>,
+    /// When each `(consumer, message id)` was recorded, in microseconds since the Unix epoch.
+    seen: HashMap<(String, String), i64>,
 }
 
 impl MemoryInbox {
@@ -43,10 +57,36 @@ impl MemoryInbox {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Forgets the records made more than `older_than` ago: how many.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fsm_runtime::inbox::{Inbox, MemoryInbox};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut inbox = MemoryInbox::new();
+    /// assert!(inbox.record("mailer", "m-1").await?);
+    /// assert_eq!(inbox.purge(Duration::from_secs(3600)), 0);
+    /// assert_eq!(inbox.purge(Duration::ZERO), 1);
+    /// assert!(inbox.record("mailer", "m-1").await?, "forgotten, so new again");
+    /// # Ok::<(), fsm_runtime::error::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn purge(&mut self, older_than: Duration) -> usize {
+        let cutoff = micros_before_now(older_than);
+        let before = self.seen.len();
+        self.seen.retain(|_, recorded_at| *recorded_at > cutoff);
+        before - self.seen.len()
+    }
 }
 
 impl Inbox for MemoryInbox {
     async fn record(&mut self, consumer: &str, message_id: &str) -> Result<bool, BoxError> {
-        Ok(self.seen.insert((consumer.to_owned(), message_id.to_owned())))
+        let key = (consumer.to_owned(), message_id.to_owned());
+        if self.seen.contains_key(&key) {
+            return Ok(false);
+        }
+        self.seen.insert(key, now_micros());
+        Ok(true)
     }
 }

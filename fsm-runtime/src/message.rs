@@ -37,8 +37,21 @@ pub struct PendingMessage {
     pub key: Option<String>,
     /// Its body.
     pub payload: serde_json::Value,
-    /// How many times it has been claimed, this time included.
+    /// How many times it has been claimed, this time included (since it was last requeued).
     pub attempts: i64,
+    /// The error of its last failed attempt, if one failed (truncated to
+    /// [`MAX_ERROR_BYTES`](crate::outbox::MAX_ERROR_BYTES)).
+    pub last_error: Option<String>,
+}
+
+/// A message parked as dead: it failed the relay's maximum of attempts. It stays in the outbox
+/// until it is requeued ([`OutboxMaintenance::requeue`](crate::outbox::OutboxMaintenance::requeue)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The message, with its attempts and its last error.
+    pub message: PendingMessage,
+    /// When it was parked, in microseconds since the Unix epoch.
+    pub dead_at_micros: i64,
 }
 
 /// A new message id.

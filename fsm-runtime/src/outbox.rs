@@ -2,11 +2,18 @@
 //!
 //! Inside a transition's effect, [`Outbox::enqueue`] writes the message in the transition's
 //! transaction, so it exists if and only if the transition was applied. A [`Relay`] then claims
-//! pending messages in order, hands each to a [`Publisher`], and marks it published. A relay
-//! that dies between publishing and marking leaves the message claimed until its lease runs
-//! out; the next relay publishes it again with the same [`PendingMessage::message_id`]:
-//! at-least-once, never lost. The consumer makes it exactly-once with an
-//! [`Inbox`](crate::inbox::Inbox).
+//! due messages, oldest first and in order per key, hands each to a [`Publisher`], and marks it
+//! published. A relay that dies between publishing and marking leaves the message claimed until
+//! its lease runs out; the next relay publishes it again with the same
+//! [`PendingMessage::message_id`]: at-least-once, never lost. The consumer makes it exactly-once
+//! with an [`Inbox`](crate::inbox::Inbox).
+//!
+//! A failed publication does not hold up the other messages: the message waits (exponential
+//! backoff with jitter, [`Relay::backoff`]) and, after [`Relay::max_attempts`], is parked as
+//! dead, for [`OutboxMaintenance::dead_letters`] to list and [`OutboxMaintenance::requeue`] to
+//! bring back. Messages with the same topic and key are published in order: a later one waits
+//! while an earlier one is pending or backing off; once the earlier one is dead, the later ones
+//! proceed. Published messages are deleted by [`OutboxMaintenance::purge_published`].
 //!
 //! ```
 //! use fsm_runtime::outbox::{Outbox, OutboxMessage, PendingMessage, Publisher, Relay};
@@ -41,8 +48,11 @@
 //! # }).unwrap();
 //! ```
 
-mod gauges;
+mod backoff;
+mod failure;
+mod maintenance;
 mod memory;
+mod relay;
 #[cfg(feature = "_sql")]
 mod sql;
 mod stats;
@@ -52,8 +62,12 @@ use std::time::Duration;
 
 use crate::error::{BoxError, Error};
 
-pub use crate::message::{OutboxMessage, PendingMessage};
+pub use crate::message::{DeadLetter, OutboxMessage, PendingMessage};
+pub use backoff::Backoff;
+pub use failure::{MAX_ERROR_BYTES, NextAttempt, error_text};
+pub use maintenance::OutboxMaintenance;
 pub use memory::MemoryOutbox;
+pub use relay::{Relay, RelayReport};
 #[cfg(feature = "_sql")]
 pub use sql::SqlOutbox;
 pub use stats::OutboxStats;
@@ -69,8 +83,10 @@ pub trait Outbox: Send {
 /// Where a relay finds pending messages: an SQL outbox or a [`MemoryStore`](crate::MemoryStore)'s
 /// [`MemoryOutbox`].
 pub trait OutboxSource: Send + Sync {
-    /// Claims up to `batch` pending messages, oldest first, for `lease`: no other relay gets
-    /// them until the lease ends or they are released.
+    /// Claims up to `batch` due messages, oldest first, for `lease`: no other relay gets them
+    /// until the lease ends or they are released. A message is due when it is neither
+    /// published nor dead, its backoff has passed, and no earlier live message has its topic
+    /// and key (so a batch holds at most one message per topic and key).
     fn claim(&self, batch: usize, lease: Duration) -> impl Future<Output = Result<Vec<PendingMessage>, Error>> + Send;
 
     /// Marks a claimed message published.
@@ -83,6 +99,10 @@ pub trait OutboxSource: Send + Sync {
     /// oldest pending one; one cheap read, which a [`Relay`] makes after each pass to set the
     /// outbox gauges.
     fn stats(&self) -> impl Future<Output = Result<OutboxStats, Error>> + Send;
+
+    /// Gives a claimed message whose publication failed back, with its `error`: due again at
+    /// `next`, or parked as dead.
+    fn fail(&self, sequence: i64, error: &str, next: NextAttempt) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 impl<S: OutboxSource> OutboxSource for std::sync::Arc<S> {
@@ -101,99 +121,15 @@ impl<S: OutboxSource> OutboxSource for std::sync::Arc<S> {
     fn stats(&self) -> impl Future<Output = Result<OutboxStats, Error>> + Send {
         (**self).stats()
     }
+
+    fn fail(&self, sequence: i64, error: &str, next: NextAttempt) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).fail(sequence, error, next)
+    }
 }
 
 /// Hands messages to the outside world (a broker, an e-mail API, a webhook).
 pub trait Publisher: Send + Sync {
-    /// Publishes one message; an error leaves it pending, to be published again.
+    /// Publishes one message; an error leaves it pending, to be published again after a
+    /// backoff (or parked as dead after the relay's maximum of attempts).
     fn publish(&self, message: &PendingMessage) -> impl Future<Output = Result<(), BoxError>> + Send;
-}
-
-/// What one pass of a relay did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RelayReport {
-    /// Messages published and marked.
-    pub published: usize,
-    /// Messages whose publication failed (released, to be tried again).
-    pub failed: usize,
-}
-
-/// Publishes the messages of an [`OutboxSource`]. Several relays may run at once, in one
-/// process or many: each message is claimed by one of them at a time.
-#[derive(Debug, Clone)]
-pub struct Relay<S> {
-    source: S,
-    batch: usize,
-    lease: Duration,
-}
-
-impl<S: OutboxSource> Relay<S> {
-    /// A relay over `source`, claiming 100 messages at a time for 30 seconds.
-    pub fn new(source: S) -> Self {
-        Self { source, batch: 100, lease: Duration::from_secs(30) }
-    }
-
-    /// How many messages one pass claims.
-    pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch.max(1);
-        self
-    }
-
-    /// How long a claim lasts: a relay that dies leaves its messages to others after this.
-    /// Make it longer than a publication takes.
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// One pass: claim a batch, publish each message in order, mark each published. The first
-    /// failure releases it and the rest of the batch (to keep their order) and ends the pass.
-    pub async fn run_once<P: Publisher>(&self, publisher: &P) -> Result<RelayReport, Error> {
-        let mut report = RelayReport::default();
-        let claimed = self.source.claim(self.batch, self.lease).await?;
-        let mut pending = claimed.iter();
-        for message in pending.by_ref() {
-            match publisher.publish(message).await {
-                Ok(()) => {
-                    self.source.mark_published(message.sequence).await?;
-                    crate::telemetry::relay_published(&message.topic);
-                    report.published += 1;
-                }
-                Err(error) => {
-                    tracing::warn!(message_id = %message.message_id, topic = %message.topic, %error, "publish failed");
-                    crate::telemetry::relay_failed(&message.topic);
-                    report.failed += 1;
-                    self.source.release(message.sequence).await?;
-                    break;
-                }
-            }
-        }
-        for message in pending {
-            self.source.release(message.sequence).await?;
-        }
-        self.record_stats().await;
-        Ok(report)
-    }
-
-    /// Runs passes until `shutdown` completes, sleeping `idle` after a pass that found nothing
-    /// (or failed).
-    pub async fn run<P: Publisher>(&self, publisher: &P, idle: Duration, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let busy = match self.run_once(publisher).await {
-                Ok(report) => report.published > 0 && report.failed == 0,
-                Err(error) => {
-                    tracing::warn!(%error, "relay pass failed");
-                    false
-                }
-            };
-            if busy {
-                continue;
-            }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(idle) => {}
-            }
-        }
-    }
 }

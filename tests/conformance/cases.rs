@@ -556,8 +556,8 @@ where
     }
     let recorder = Recorder::default();
     let relay = Relay::new(outbox.clone()).lease(std::time::Duration::from_secs(30));
-    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 1, failed: 0 });
-    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 0, failed: 0 });
+    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 1, failed: 0, dead: 0 });
+    assert_eq!(relay.run_once(&recorder).await.unwrap(), RelayReport { published: 0, failed: 0, dead: 0 });
     let messages = recorder.messages();
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].topic, table);
@@ -596,7 +596,10 @@ where
     let relay = Relay::new(outbox).lease(lease);
     assert_eq!(relay.run_once(&recorder).await.unwrap().published, 0);
     tokio::time::sleep(lease + std::time::Duration::from_millis(100)).await;
-    assert_eq!(relay.run_once(&recorder).await.unwrap().published, 3);
+    // The three messages share a key: one pass publishes one of them, in order.
+    for _ in 0..3 {
+        assert_eq!(relay.run_once(&recorder).await.unwrap().published, 1);
+    }
     let messages = recorder.messages();
     assert_eq!(messages.len(), 4, "one publish lost its mark and was repeated: {messages:#?}");
     assert_eq!(messages[0].message_id, messages[1].message_id, "the repeat carries the same id");
@@ -985,7 +988,7 @@ where
         Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 }
     );
     let relay = Relay::new(clone.outbox(&table).await).lease(std::time::Duration::from_secs(30));
-    assert_eq!(relay.run_once(&Recorder::default()).await.unwrap(), RelayReport { published: 1, failed: 0 });
+    assert_eq!(relay.run_once(&Recorder::default()).await.unwrap(), RelayReport { published: 1, failed: 0, dead: 0 });
     assert_eq!(clone.delete(1).await.unwrap(), DeleteOutcome::Deleted);
     assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }));
 }

@@ -6,13 +6,14 @@
 //!
 //! - `cases.rs`: the stores (memory, SQLite, PostgreSQL, MySQL/MariaDB): transitions, keys,
 //!   the outbox, locks (the modules `memory`, `sqlite`, `postgres` and `mysql` below), with the
-//!   audit trail's cases in `audit_cases.rs`;
+//!   audit trail's cases in `audit_cases.rs` and the outbox's retries, dead letters, per-key order
+//!   and purge in `outbox_cases.rs`;
 //! - `tokens.rs`: single-use tokens (memory, the three SQL databases, Redis);
 //! - `leases.rs`: leases with fencing tokens (memory, the three SQL databases, Redis);
 //! - `telemetry.rs`: metrics and spans (memory and the three SQL databases).
 //!
 //! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
-//! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `outbox_e2e`, `connection_loss`,
+//! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `outbox_e2e`, `outbox_faults`, `connection_loss`,
 //! `ids_as_stored`,
 //! `mysql_found_rows`, `mysql_procedure`, `sqlite_cancelled_batch`, `upgrade_from_first_release`; the examples on every
 //! database: `orders_example`, `payments_service`; and the fixture's own promise:
@@ -35,7 +36,9 @@ mod leases;
 mod mysql_found_rows;
 mod mysql_procedure;
 mod orders_example;
+mod outbox_cases;
 mod outbox_e2e;
+mod outbox_faults;
 mod payments_service;
 mod sql_bad_input;
 mod sql_effects;
@@ -115,12 +118,20 @@ macro_rules! conformance {
         }
     };
     (@cases $make:ident; $($case:ident: $machine:ident,)*) => {
+        conformance!(@cases_of cases, $make; $($case: $machine,)*);
+        conformance!(@cases_of outbox_cases, $make;
+            poison_message_goes_dead: Order,
+            key_order_survives_backoff: Order,
+            purge_under_load: Order,
+        );
+    };
+    (@cases_of $module:ident, $make:ident; $($case:ident: $machine:ident,)*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let test = stringify!($case);
                 run(test, |name: String| async move { fixture::backends::$make::<fixture::machines::$machine>(&name).await }, |store, table| async move {
-                    cases::$case(store, table).await
+                    $module::$case(store, table).await
                 })
                 .await;
             }

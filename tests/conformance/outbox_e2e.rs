@@ -388,15 +388,34 @@ async fn exactly_one_receipt_under_retries<B: TestBackend>(fx: Arc<Fixture<B, Or
         assert!(delivered[0].first && delivered[0].committed);
         // A new relay at once: every message is still claimed by the dead one.
         let relay = Relay::new(outbox.clone()).lease(lease);
-        assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport { published: 0, failed: 0 }, "{}", B::LABEL);
+        assert_eq!(
+            relay.run_once(&consumer).await.unwrap(),
+            RelayReport { published: 0, failed: 0, dead: 0 },
+            "{}",
+            B::LABEL
+        );
         tokio::time::sleep(lease + Duration::from_millis(200)).await;
 
         // 3. After the lease, with a consumer that fails once on order 3 before its commit: order
-        // 1 again (the inbox says seen: no second receipt), order 2, then order 3 fails and the
-        // relay releases it and the rest of its batch.
+        // 1 again (the inbox says seen: no second receipt), order 2, then order 3 fails and
+        // waits for its backoff while the others (other keys) pass; then order 3.
         consumer.fail_once_for(3);
-        assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport { published: 2, failed: 1 }, "{}", B::LABEL);
-        assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport { published: 4, failed: 0 }, "{}", B::LABEL);
+        let backoff = Duration::from_millis(300);
+        let relay = relay.backoff(backoff, backoff);
+        assert_eq!(
+            relay.run_once(&consumer).await.unwrap(),
+            RelayReport { published: 5, failed: 1, dead: 0 },
+            "{}",
+            B::LABEL
+        );
+        assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport::default(), "{}: order 3 backs off", B::LABEL);
+        tokio::time::sleep(backoff).await;
+        assert_eq!(
+            relay.run_once(&consumer).await.unwrap(),
+            RelayReport { published: 1, failed: 0, dead: 0 },
+            "{}",
+            B::LABEL
+        );
         for _ in 0..3 {
             assert_eq!(relay.run_once(&consumer).await.unwrap(), RelayReport::default());
         }
@@ -468,7 +487,8 @@ async fn concurrent_relays_and_duplicating_broker<B: TestBackend>(fx: Arc<Fixtur
                 let (fx, outbox, broker, unpublished) =
                     (fx.clone(), outbox.clone(), broker.clone(), unpublished.clone());
                 tokio::spawn(async move {
-                    let relay = Relay::new(outbox).batch(4).lease(Duration::from_secs(10));
+                    let tiny = Duration::from_millis(5);
+                    let relay = Relay::new(outbox).batch(4).lease(Duration::from_secs(10)).backoff(tiny, tiny);
                     let mut total = RelayReport::default();
                     loop {
                         let report = relay.run_once(&*broker).await.expect("a relay pass");
@@ -560,7 +580,7 @@ async fn topic_relay_skips_no_row_of_its_topic<B: TestBackend>(fx: Arc<Fixture<B
         .await
         .expect("the relay does not wait for the other topic's locks")
         .unwrap();
-    assert_eq!(report, RelayReport { published: 12, failed: 0 }, "{}", B::LABEL);
+    assert_eq!(report, RelayReport { published: 12, failed: 0, dead: 0 }, "{}", B::LABEL);
     let mut published = publisher.0.lock().unwrap().clone();
     published.sort_unstable();
     assert_eq!(published, (0..6).flat_map(|n| [n, n]).collect::<Vec<_>>(), "{}", B::LABEL);

@@ -8,11 +8,12 @@ use fsm_runtime::Store;
 use fsm_runtime::store::SqlStore;
 
 /// The versions each backend ships (`fsm-runtime/migrations/<backend>/`): every runtime
-/// table's, tokens (10), leases (11), fences (12) and timers (15) among them.
+/// table's, tokens (10), leases (11), fences (12), the outbox's attempts (14) and timers (15)
+/// among them.
 fn shipped<B: TestBackend>() -> Vec<i64> {
     match B::LABEL {
-        "MySQL/MariaDB" => vec![1, 2, 3, 4, 5, 10, 11, 12, 13, 15],
-        _ => vec![1, 2, 3, 4, 10, 11, 12, 13, 15],
+        "MySQL/MariaDB" => vec![1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15],
+        _ => vec![1, 2, 3, 4, 10, 11, 12, 13, 14, 15],
     }
 }
 

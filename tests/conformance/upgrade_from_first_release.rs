@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 
+use fsm_runtime::error::BoxError;
+use fsm_runtime::inbox::SqlInbox;
 use fsm_runtime::lock::SqlLeases;
-use fsm_runtime::outbox::SqlOutbox;
+use fsm_runtime::outbox::{PendingMessage, Publisher, Relay, RelayReport, SqlOutbox};
 use fsm_runtime::sql::Backend;
 use fsm_runtime::store::SqlStore;
 use fsm_runtime::token::SqlTokens;
@@ -119,7 +121,7 @@ where
         .await
         .expect("versions");
     let mut expected: Vec<i64> = recorded.iter().map(|v| v.parse().expect("a version")).collect();
-    expected.extend([10, 11, 12, 13, 15]);
+    expected.extend([10, 11, 12, 13, 14, 15]);
     assert_eq!(versions, expected, "every version recorded once, on {database}");
     for runtime_table in TABLES {
         let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {runtime_table}")))
@@ -128,6 +130,13 @@ where
             .expect("a count");
         assert_eq!(count, 1, "{runtime_table} keeps its row on {database}");
     }
+    // The first release's pending message is delivered (migration 14 made it due and alive),
+    // and its old inbox row is purged by age.
+    let outbox = SqlOutbox::new(pool.clone()).await.expect("the outbox").only_topic("receipts");
+    let report = Relay::new(outbox).run_once(&Accept).await.expect("a relay pass");
+    assert_eq!(report, RelayReport { published: 1, failed: 0, dead: 0 }, "the old message on {database}");
+    let inbox = SqlInbox::new(pool.clone()).await.expect("the inbox");
+    assert_eq!(inbox.purge_of("mailer", Duration::from_secs(86_400)).await.expect("a purge"), 1, "on {database}");
     // The old history and the old key still answer, through today's code; migration 13 gave the
     // old row empty audit columns.
     let old = store.history(1).await.expect("history");
@@ -143,6 +152,16 @@ where
     );
     assert!(store.fire(1, OrderEvent::Ship).await.expect("ship").is_applied());
     assert_eq!(store.history(1).await.expect("history").len(), 2);
+}
+
+/// A publisher that accepts every message.
+struct Accept;
+
+impl Publisher for Accept {
+    async fn publish(&self, message: &PendingMessage) -> Result<(), BoxError> {
+        assert_eq!((message.message_id.as_str(), message.attempts), ("m-1", 1));
+        Ok(())
+    }
 }
 
 /// A database name no other test uses.

@@ -1,19 +1,33 @@
-//! The outbox and inbox on SQL: [`SqlOutbox`], a relay's source, and the [`Outbox`] and
-//! [`Inbox`] implementations of [`SqlTx`].
+//! The outbox and inbox on SQL: [`SqlOutbox`], a relay's source and its maintenance, and the
+//! [`Outbox`] and [`Inbox`] implementations of [`SqlTx`].
 
 use std::time::Duration;
 
-use crate::clock::now_micros;
+use crate::clock::{micros_before_now, now_micros};
 use crate::error::{BoxError, Error};
 use crate::inbox::Inbox;
-use crate::message::new_message_id;
-use crate::outbox::{Outbox, OutboxMessage, OutboxSource, OutboxStats, PendingMessage};
+use crate::message::{DeadLetter, new_message_id};
+use crate::outbox::{NextAttempt, Outbox, OutboxMaintenance, OutboxMessage, OutboxSource, OutboxStats, PendingMessage};
 use crate::sql::Driver;
-use crate::sql::{Backend, SqlTx, is_deadlock, outbox};
+use crate::sql::outbox::{FailedAttempt, Requeue};
+use crate::sql::{Backend, SqlTx, inbox, is_deadlock, outbox};
 
 /// The outbox of an SQL database, as a [`Relay`](crate::outbox::Relay)'s source. Messages are
 /// claimed in a short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL/MariaDB,
 /// `BEGIN IMMEDIATE` on SQLite) that sets their lease, and published outside it.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use fsm_runtime::outbox::{OutboxMaintenance, SqlOutbox};
+/// # async fn operate(pool: fsm_runtime::sqlx::SqlitePool) -> Result<(), fsm_runtime::Error> {
+/// let outbox = SqlOutbox::new(pool).await?.only_topic("receipts");
+/// for dead in outbox.dead_letters(100).await? {
+///     println!("{} after {} attempts: {:?}", dead.message.message_id, dead.message.attempts, dead.message.last_error);
+/// }
+/// outbox.requeue_all_dead().await?;
+/// let purged = outbox.purge_published(Duration::from_secs(7 * 86_400)).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct SqlOutbox<B: Backend> {
     pool: sqlx::Pool<B>,
@@ -51,12 +65,17 @@ impl<B: Backend> SqlOutbox<B> {
         &self.pool
     }
 
-    /// One claiming transaction: the pending messages of the batch, leased until `until`.
+    /// A connection of the pool.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<B>, Error> {
+        self.pool.acquire().await.map_err(outbox_error)
+    }
+
+    /// One claiming transaction: the due messages of the batch, leased until `until`.
     async fn claim_once(&self, now: i64, until: i64, limit: i64) -> Result<Vec<PendingMessage>, sqlx::Error> {
         let mut tx = SqlTx::idle(self.pool.acquire().await?);
         <B::Driver as Driver>::before_claim(&mut tx).await?;
         tx.start_write().await?;
-        let mut messages = outbox::pending::<B::Driver>(&mut tx, now, self.topic.as_deref(), limit).await?;
+        let mut messages = outbox::claimable::<B::Driver>(&mut tx, now, self.topic.as_deref(), limit).await?;
         for message in &mut messages {
             outbox::claim::<B::Driver>(&mut tx, until, message.sequence).await?;
             message.attempts += 1;
@@ -86,20 +105,56 @@ impl<B: Backend> OutboxSource for SqlOutbox<B> {
     }
 
     async fn mark_published(&self, sequence: i64) -> Result<(), Error> {
-        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        let mut conn = self.conn().await?;
         outbox::mark_published::<B::Driver>(&mut conn, now_micros(), sequence).await.map_err(outbox_error)
     }
 
     async fn release(&self, sequence: i64) -> Result<(), Error> {
-        let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
+        let mut conn = self.conn().await?;
         outbox::release::<B::Driver>(&mut conn, sequence).await.map_err(outbox_error)
     }
 
     async fn stats(&self) -> Result<OutboxStats, Error> {
         let mut conn = self.pool.acquire().await.map_err(outbox_error)?;
-        let (pending, oldest) = outbox::stats::<B::Driver>(&mut conn).await.map_err(outbox_error)?;
-        // Dead messages are counted here once the outbox parks them.
-        Ok(OutboxStats::new(pending, oldest, 0))
+        let (pending, oldest, dead) = outbox::stats::<B::Driver>(&mut conn).await.map_err(outbox_error)?;
+        Ok(OutboxStats::new(pending, oldest, dead))
+    }
+
+    async fn fail(&self, sequence: i64, error: &str, next: NextAttempt) -> Result<(), Error> {
+        let (next_attempt_at, dead_at) = match next {
+            NextAttempt::At(at) => (at, None),
+            NextAttempt::Dead => (0, Some(now_micros())),
+        };
+        let failed = FailedAttempt { sequence, error, next_attempt_at, dead_at };
+        let mut conn = self.conn().await?;
+        outbox::fail::<B::Driver>(&mut conn, &failed).await.map_err(outbox_error)
+    }
+}
+
+impl<B: Backend> OutboxMaintenance for SqlOutbox<B> {
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.conn().await?;
+        let dead = outbox::dead::<B::Driver>(&mut conn, self.topic.as_deref(), limit).await.map_err(outbox_error)?;
+        Ok(dead.into_iter().map(|(message, dead_at_micros)| DeadLetter { message, dead_at_micros }).collect())
+    }
+
+    async fn requeue(&self, message_id: &str) -> Result<bool, Error> {
+        let mut conn = self.conn().await?;
+        let requeued = outbox::requeue::<B::Driver>(&mut conn, Requeue::Message(message_id)).await;
+        Ok(requeued.map_err(outbox_error)? > 0)
+    }
+
+    async fn requeue_all_dead(&self) -> Result<u64, Error> {
+        let mut conn = self.conn().await?;
+        let all = Requeue::AllDead(self.topic.as_deref());
+        outbox::requeue::<B::Driver>(&mut conn, all).await.map_err(outbox_error)
+    }
+
+    async fn purge_published(&self, older_than: Duration) -> Result<u64, Error> {
+        let mut conn = self.conn().await?;
+        let cutoff = micros_before_now(older_than);
+        outbox::purge_published::<B::Driver>(&mut conn, cutoff, self.topic.as_deref()).await.map_err(outbox_error)
     }
 }
 
@@ -113,6 +168,6 @@ impl<B: Backend> Outbox for SqlTx<B> {
 
 impl<B: Backend> Inbox for SqlTx<B> {
     async fn record(&mut self, consumer: &str, message_id: &str) -> Result<bool, BoxError> {
-        Ok(outbox::record_inbox::<B::Driver>(self, consumer, message_id).await?)
+        Ok(inbox::record::<B::Driver>(self, consumer, message_id).await?)
     }
 }

@@ -20,6 +20,7 @@ mod backend;
 mod classify;
 pub(crate) mod entity;
 pub(crate) mod fences;
+pub(crate) mod inbox;
 pub(crate) mod insert_with;
 pub(crate) mod keys;
 pub(crate) mod leases;

@@ -41,6 +41,7 @@ impl Driver for MySql {
         (11, include_str!("../../migrations/mysql/0011_leases.sql")),
         (12, include_str!("../../migrations/mysql/0012_fences.sql")),
         (13, include_str!("../../migrations/mysql/0013_history_audit.sql")),
+        (14, include_str!("../../migrations/mysql/0014_outbox_attempts.sql")),
         (15, include_str!("../../migrations/mysql/0015_timers.sql")),
     ];
     /// Independent of the session's time zone.

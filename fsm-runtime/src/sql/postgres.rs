@@ -30,6 +30,7 @@ impl Driver for Postgres {
         (11, include_str!("../../migrations/postgres/0011_leases.sql")),
         (12, include_str!("../../migrations/postgres/0012_fences.sql")),
         (13, include_str!("../../migrations/postgres/0013_history_audit.sql")),
+        (14, include_str!("../../migrations/postgres/0014_outbox_attempts.sql")),
         (15, include_str!("../../migrations/postgres/0015_timers.sql")),
     ];
     /// `clock_timestamp()`: the time of the statement, not of the transaction's start.

@@ -34,6 +34,7 @@ impl Driver for Sqlite {
         (11, include_str!("../../migrations/sqlite/0011_leases.sql")),
         (12, include_str!("../../migrations/sqlite/0012_fences.sql")),
         (13, include_str!("../../migrations/sqlite/0013_history_audit.sql")),
+        (14, include_str!("../../migrations/sqlite/0014_outbox_attempts.sql")),
         (15, include_str!("../../migrations/sqlite/0015_timers.sql")),
     ];
     /// The process's clock with millisecond resolution, constant within one statement.

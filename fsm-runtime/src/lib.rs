@@ -76,6 +76,7 @@ mod random;
 #[cfg(feature = "redis")]
 mod redis_connection;
 pub mod retry;
+mod scheduled;
 #[cfg(feature = "_sql")]
 pub mod sql;
 pub mod store;

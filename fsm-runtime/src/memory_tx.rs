@@ -3,7 +3,7 @@
 use crate::error::BoxError;
 use crate::message::{OutboxMessage, new_message_id};
 use crate::outbox::Outbox;
-use crate::timer::{Schedule, Timer};
+use crate::scheduled::{Schedule, Timer};
 use crate::transition::Transition;
 
 /// What an effect or a keyed operation receives from a [`MemoryStore`](crate::MemoryStore).

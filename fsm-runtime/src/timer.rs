@@ -42,9 +42,7 @@
 //! # }).unwrap();
 //! ```
 
-mod claimed;
 mod clock;
-mod due;
 mod memory;
 mod scheduler;
 #[cfg(feature = "_sql")]
@@ -53,29 +51,13 @@ mod sql;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::error::{BoxError, Error};
-use crate::transition::Transition;
+use crate::error::Error;
 
-pub use claimed::{DueTimer, TimerOutcome, TimerRecord};
+pub use crate::scheduled::{Due, DueTimer, MemoryTimers, Schedule, Timer, TimerOutcome, TimerRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use due::{Due, Timer};
-pub use memory::MemoryTimers;
 pub use scheduler::{Scheduler, SchedulerReport};
 #[cfg(feature = "_sql")]
 pub use sql::SqlTimers;
-
-/// Something a timer can be scheduled on inside an effect: the transaction of an SQL
-/// transition ([`SqlTx`](crate::sql::SqlTx), on every SQL backend) or a
-/// [`MemoryTx`](crate::store::MemoryTx). The timer is written in that transaction, so it
-/// exists only if the transition commits.
-pub trait Schedule: Send {
-    /// Writes `timer` in this transaction; returns its timer id.
-    fn schedule(&mut self, timer: Timer) -> impl Future<Output = Result<String, BoxError>> + Send;
-
-    /// The transition being applied, whose entity a timer of
-    /// [`TransitionRequest::schedule`](crate::TransitionRequest::schedule) is for.
-    fn applying(&self) -> Option<&Transition>;
-}
 
 /// Where a [`Scheduler`] finds the timers of one machine on one table: an SQL database's
 /// ([`SqlTimers`], from [`SqlStore::timers`](crate::store::SqlStore::timers)) or a memory

@@ -15,7 +15,7 @@ use crate::keys::OpFuture;
 use crate::keys::stored::{encode_result, replayed_result};
 use crate::memory_tx::MemoryTx;
 use crate::outbox::MemoryOutbox;
-use crate::timer::MemoryTimers;
+use crate::scheduled::MemoryTimers;
 
 /// A key as stored: the request's fingerprint, the outcome, when.
 #[derive(Debug, Clone)]

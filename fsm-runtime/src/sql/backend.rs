@@ -71,15 +71,15 @@ pub(crate) mod private {
             Self::param(n)
         }
 
-        /// Whether ids are bound as text, an integer id too, for an id column of SQL type
-        /// `id_type`: on PostgreSQL, whose [`Driver::id_param`] casts the parameter to the
-        /// column's type. A statement is prepared (and cached on its connection) with the type
-        /// of the value first bound to it; an integer id then a text id on one statement (`7`,
-        /// then `"42"` on an `integer` column) would otherwise send text where the prepared
-        /// statement expects a `bigint`.
-        fn binds_id_as_text(id_type: Option<&str>) -> bool {
+        /// How ids are bound for an id column of SQL type `id_type`. A statement is prepared
+        /// (and cached on its connection) with the types of the values first bound to it, so
+        /// one statement must always receive its id as the same type: an integer id then a
+        /// text id (`7`, then `"42"` on an `integer` column) would otherwise send text where the
+        /// prepared statement expects a `bigint`. The default binds each id as its variant's
+        /// type (the databases that coerce by themselves).
+        fn id_binding(id_type: Option<&str>) -> IdBinding {
             let _ = id_type;
-            false
+            IdBinding::Given
         }
 
         /// The id column `column` (quoted, possibly qualified) as text: the id as the table
@@ -179,6 +179,18 @@ pub(crate) mod private {
         ) -> impl Future<Output = Result<Option<i64>, sqlx::Error>> + Send {
             crate::sql::fences::raise_returning::<Self>(conn, resource, token)
         }
+    }
+
+    /// How a database binds an entity id ([`Driver::id_binding`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum IdBinding {
+        /// As the type of the id's variant.
+        Given,
+        /// As a `BIGINT`: a text id of digits is parsed (an integer column).
+        Int,
+        /// As text: an integer id is sent as its digits (a text column, or a column of
+        /// another type whose parameter the statement casts).
+        Text,
     }
 
     /// The arguments of a lease acquisition.

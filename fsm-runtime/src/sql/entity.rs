@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::entity_id::EntityId;
 use crate::idempotency::IdempotencyKey;
 use crate::mapping::TableMapping;
-use crate::sql::backend::private::Driver;
+use crate::sql::backend::private::{Driver, IdBinding};
 use crate::sql::value::{Arg, shared};
 
 /// One history row to insert.
@@ -111,8 +111,8 @@ pub(crate) struct EntitySql {
     check: Arc<str>,
     /// The id column's SQL type, where the database needs to know it (see `Driver::id_param`).
     id_type: Option<Arc<str>>,
-    /// Whether ids are bound as text ([`Driver::binds_id_as_text`]).
-    id_as_text: bool,
+    /// How ids are bound ([`Driver::id_binding`]).
+    id_binding: IdBinding,
 }
 
 impl EntitySql {
@@ -182,17 +182,13 @@ impl EntitySql {
             .into(),
             check: format!("SELECT {id}, {state}, {version} FROM {table} WHERE 1 = 0").into(),
             id_type: id_type.map(Into::into),
-            id_as_text: B::binds_id_as_text(id_type),
+            id_binding: B::id_binding(id_type),
         }
     }
 
-    /// `id` as the statements bind it: as text where ids of both kinds are
-    /// ([`Driver::binds_id_as_text`]), else as the SQL type of its variant.
+    /// `id` as the statements bind it ([`Driver::id_binding`]).
     pub(crate) fn id_arg<'a>(&self, id: &'a EntityId) -> Arg<'a> {
-        match id {
-            EntityId::Int(id) if self.id_as_text => Arg::IntAsText(*id),
-            id => Arg::from(id),
-        }
+        bind_id(self.id_binding, id)
     }
 
     /// The id column's SQL type, where the database needs to know it.
@@ -353,6 +349,16 @@ impl EntitySql {
     /// Checks that the table and its three columns exist, reading no row.
     pub(crate) async fn check<B: Driver>(&self, conn: &mut B::Connection) -> Result<(), sqlx::Error> {
         B::execute_script(conn, &self.check).await
+    }
+}
+
+/// `id` bound as `binding` says. A text id that is not an integer, for an integer column,
+/// stays text: no row can have it, and the database refuses the statement.
+pub(crate) fn bind_id(binding: IdBinding, id: &EntityId) -> Arg<'_> {
+    match (binding, id) {
+        (IdBinding::Int, EntityId::Text(text)) => text.parse().map_or(Arg::Text(text), Arg::Int),
+        (IdBinding::Text, EntityId::Int(id)) => Arg::IntAsText(*id),
+        (_, id) => Arg::from(id),
     }
 }
 

@@ -7,6 +7,7 @@ use crate::column_value::ColumnValue;
 use crate::entity_id::EntityId;
 use crate::mapping::TableMapping;
 use crate::sql::backend::private::Driver;
+use crate::sql::entity::bind_id;
 use crate::sql::value::{Arg, owned};
 
 /// `INSERT INTO t (id, state, version, c1, …) VALUES (?1, ?2, 0, ?3, …)`, ignoring a duplicate id
@@ -27,10 +28,7 @@ fn statement<'a, B: Driver>(
     let mut values = vec![B::id_param(1, id_type), B::param(2), "0".to_owned()];
     // As `EntitySql::id_arg`: where the database casts a text id to the column's type, every id
     // is sent as text, so that one prepared statement takes integer and text ids alike.
-    let id_arg = match id {
-        EntityId::Int(id) if B::binds_id_as_text(id_type) => Arg::IntAsText(*id),
-        id => Arg::from(id),
-    };
+    let id_arg = bind_id(B::id_binding(id_type), id);
     let mut args = vec![id_arg, Arg::Text(state)];
     for ((name, value), json) in columns.iter().zip(json) {
         names.push(q(name));

@@ -2,9 +2,9 @@
 
 use crate::clock::now_micros;
 use crate::entity_id::EntityId;
+use crate::scheduled::{DueTimer, Timer, TimerRecord};
 use crate::sql::backend::private::Driver;
 use crate::sql::value::{Arg, Row, owned};
-use crate::timer::{DueTimer, Timer, TimerRecord};
 
 /// Inserts `timer` with its id, due by the process's clock.
 pub(crate) async fn insert<B: Driver>(

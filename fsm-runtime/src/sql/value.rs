@@ -18,7 +18,7 @@ pub enum Arg<'a> {
     /// A text value.
     Text(&'a str),
     /// An integer bound as text: an integer id where ids of both kinds are bound as text
-    /// ([`Driver::binds_id_as_text`](crate::sql::backend::private::Driver::binds_id_as_text)).
+    /// ([`Driver::id_binding`](crate::sql::backend::private::Driver::id_binding)).
     IntAsText(i64),
     /// A nullable text value.
     OptText(Option<&'a str>),

@@ -19,7 +19,6 @@ use crate::store::request::Audit;
 use crate::store::traced;
 use crate::store::{ColumnValue, Effect, LockedEntity, NewEntity, Store, Target, TransitionRequest};
 use crate::telemetry::{Operation, Reported};
-use crate::timer::MemoryTimers;
 use crate::transition::Transition;
 
 /// The store's name in the spans of its operations.
@@ -235,12 +234,6 @@ impl<M: StateMachine> MemoryStore<M> {
     /// of applied transitions.
     pub fn outbox(&self) -> MemoryOutbox {
         self.keys.outbox()
-    }
-
-    /// The timers of this machine on this store's table, for a
-    /// [`Scheduler`](crate::timer::Scheduler): timers scheduled by applied transitions.
-    pub fn timers(&self) -> MemoryTimers {
-        self.keys.timers().scoped(M::MACHINE, &self.table)
     }
 
     fn lock_retired(&self) -> std::sync::MutexGuard<'_, Retired> {

@@ -7,7 +7,7 @@ use crate::entity_id::EntityId;
 use crate::error::BoxError;
 use crate::idempotency::{Fingerprint, IdempotencyKey};
 use crate::machine::StateMachine;
-use crate::timer::{Due, Schedule, Timer};
+use crate::scheduled::{Due, Schedule, Timer};
 
 /// The future an effect returns; it borrows the transaction for its lifetime.
 pub type EffectFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 't>>;

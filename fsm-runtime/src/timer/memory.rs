@@ -1,82 +1,17 @@
-//! [`MemoryTimers`]: the timers of the memory stores, a scheduler's source.
+//! [`MemoryTimers`] as a scheduler's source of due timers.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::clock::now_micros;
 use crate::error::Error;
-use crate::timer::{DueTimer, Timer, TimerOutcome, TimerRecord, TimerSource};
+use crate::machine::StateMachine;
+use crate::store::{MemoryStore, Store as _};
+use crate::timer::{DueTimer, MemoryTimers, TimerOutcome, TimerRecord, TimerSource};
 
-/// A timer in memory.
-#[derive(Debug, Clone)]
-struct TimerRow {
-    machine: &'static str,
-    table: String,
-    timer: DueTimer,
-    claimed_until: i64,
-    outcome: Option<TimerOutcome>,
-    last_error: Option<String>,
-}
-
-/// The timers of the memory stores that share one [`MemoryKeys`](crate::keys::MemoryKeys);
-/// from [`MemoryStore::timers`](crate::MemoryStore::timers), the handle of one machine's
-/// table, a scheduler's source. Clones share the timers.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryTimers {
-    rows: Arc<Mutex<Vec<TimerRow>>>,
-    /// The machine and table whose timers this handle claims.
-    scope: Option<(&'static str, String)>,
-}
-
-impl MemoryTimers {
-    /// The same timers, as the source of the timers of `machine` on `table`.
-    pub(crate) fn scoped(&self, machine: &'static str, table: &str) -> Self {
-        Self { rows: self.rows.clone(), scope: Some((machine, table.to_owned())) }
-    }
-
-    /// Appends timers scheduled by an applied transaction, with their ids.
-    pub(crate) fn append(&self, timers: Vec<(String, Timer)>) {
-        let mut rows = self.lock();
-        let now = now_micros();
-        for (timer_id, timer) in timers {
-            let sequence = i64::try_from(rows.len()).unwrap_or(i64::MAX) + 1;
-            let due = DueTimer {
-                sequence,
-                timer_id,
-                entity: timer.entity,
-                event: timer.event.to_owned(),
-                due_at_micros: timer.due.at_micros(now),
-                attempts: 0,
-            };
-            rows.push(TimerRow {
-                machine: timer.machine,
-                table: timer.table,
-                timer: due,
-                claimed_until: 0,
-                outcome: None,
-                last_error: None,
-            });
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TimerRow>> {
-        // Short critical sections that do not panic: a poisoned lock still holds consistent rows.
-        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn in_scope(&self, row: &TimerRow) -> bool {
-        self.scope.as_ref().is_none_or(|(machine, table)| row.machine == *machine && row.table == *table)
-    }
-
-    /// How many timers (of this handle's machine and table) are not done.
-    pub fn pending(&self) -> usize {
-        self.lock().iter().filter(|row| self.in_scope(row) && row.outcome.is_none()).count()
-    }
-
-    fn with_row(&self, sequence: i64, change: impl FnOnce(&mut TimerRow)) {
-        if let Some(row) = self.lock().iter_mut().find(|row| row.timer.sequence == sequence) {
-            change(row);
-        }
+impl<M: StateMachine> MemoryStore<M> {
+    /// The timers of this machine on this store's table, for a
+    /// [`Scheduler`](crate::timer::Scheduler): timers scheduled by applied transitions.
+    pub fn timers(&self) -> MemoryTimers {
+        self.keys().timers().scoped(M::MACHINE, &M::MAPPING.table)
     }
 }
 
@@ -84,7 +19,7 @@ impl TimerSource for MemoryTimers {
     async fn claim(&self, now: i64, batch: usize, lease: Duration) -> Result<Vec<DueTimer>, Error> {
         let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
         let mut rows = self.lock();
-        let mut due: Vec<&mut TimerRow> = rows
+        let mut due: Vec<&mut crate::scheduled::TimerRow> = rows
             .iter_mut()
             .filter(|row| self.in_scope(row) && row.outcome.is_none())
             .filter(|row| row.timer.due_at_micros <= now && row.claimed_until < now)

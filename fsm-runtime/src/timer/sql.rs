@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use crate::error::{BoxError, Error};
+use crate::machine::StateMachine;
 use crate::message::new_message_id;
 use crate::sql::Driver;
 use crate::sql::{Backend, SqlTx, is_deadlock, timers};
+use crate::store::SqlStore;
 use crate::timer::{DueTimer, Schedule, Timer, TimerOutcome, TimerRecord, TimerSource};
 use crate::transition::Transition;
 
@@ -54,6 +56,14 @@ impl<B: Backend> SqlTimers<B> {
         }
         tx.commit().await?;
         Ok(due)
+    }
+}
+
+impl<M: StateMachine, B: Backend> SqlStore<M, B> {
+    /// The timers of this machine on this store's table, for a
+    /// [`Scheduler`](crate::timer::Scheduler).
+    pub fn timers(&self) -> SqlTimers<B> {
+        SqlTimers::new(self.pool().clone(), M::MACHINE, &self.mapping().table)
     }
 }
 

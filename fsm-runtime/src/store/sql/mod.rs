@@ -31,7 +31,6 @@ use crate::store::request::Effect;
 use crate::store::traced;
 use crate::store::{NewEntity, Store, TransitionRequest};
 use crate::telemetry::{Operation, Reported};
-use crate::timer::SqlTimers;
 use crate::transition::Transition;
 
 /// How often a compare-and-set is tried again when the row moved between the read that chose
@@ -147,12 +146,6 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     /// The table mapping in use.
     pub fn mapping(&self) -> &TableMapping {
         &self.mapping
-    }
-
-    /// The timers of this machine on this store's table, for a
-    /// [`Scheduler`](crate::timer::Scheduler).
-    pub fn timers(&self) -> SqlTimers<B> {
-        SqlTimers::new(self.pool.clone(), M::MACHINE, &self.mapping.table)
     }
 
     /// Creates or upgrades the runtime's own tables (every migration not yet recorded in

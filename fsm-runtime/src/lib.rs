@@ -84,6 +84,7 @@ pub mod telemetry;
 pub mod timer;
 pub mod token;
 mod transition;
+mod worker;
 
 pub use error::Error;
 pub use fsm_macros::StateMachine;

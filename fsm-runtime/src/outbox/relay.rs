@@ -8,6 +8,7 @@ use crate::clock::now_micros;
 use crate::error::{BoxError, Error};
 use crate::message::PendingMessage;
 use crate::outbox::{Backoff, NextAttempt, OutboxSource, Publisher, error_text};
+use crate::worker::run_passes;
 
 /// What one pass of a relay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,22 +128,15 @@ impl<S: OutboxSource> Relay<S> {
     /// Runs passes until `shutdown` completes, sleeping `idle` after a pass that published
     /// nothing (or failed).
     pub async fn run<P: Publisher>(&self, publisher: &P, idle: Duration, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let busy = match self.run_once(publisher).await {
+        run_passes(idle, shutdown, || async {
+            match self.run_once(publisher).await {
                 Ok(report) => report.published > 0,
                 Err(error) => {
                     tracing::warn!(%error, "relay pass failed");
                     false
                 }
-            };
-            if busy {
-                continue;
             }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(idle) => {}
-            }
-        }
+        })
+        .await;
     }
 }

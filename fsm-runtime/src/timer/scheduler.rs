@@ -10,6 +10,7 @@ use crate::machine::StateMachine;
 use crate::outcome::Outcome;
 use crate::store::{Store, TransitionRequest};
 use crate::timer::{Clock, DueTimer, TimerOutcome, TimerSource};
+use crate::worker::run_passes;
 
 /// The source of the idempotency keys of timer firings (the key is this and the timer's id).
 pub const TIMER_KEY_PREFIX: &str = "fsm-timer:";
@@ -99,23 +100,16 @@ impl<M: StateMachine, S: Store<M>, T: TimerSource, C: Clock> Scheduler<M, S, T, 
     /// Runs passes until `shutdown` completes, sleeping `idle` after a pass that did not fill
     /// a batch (or failed).
     pub async fn run(&self, idle: Duration, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let busy = match self.run_once().await {
+        run_passes(idle, shutdown, || async {
+            match self.run_once().await {
                 Ok(report) => report.errors == 0 && report.fired + report.no_ops >= self.batch,
                 Err(error) => {
                     tracing::warn!(%error, "scheduler pass failed");
                     false
                 }
-            };
-            if busy {
-                continue;
             }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(idle) => {}
-            }
-        }
+        })
+        .await;
     }
 }
 

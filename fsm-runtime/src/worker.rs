@@ -17,8 +17,46 @@ where
             continue;
         }
         tokio::select! {
+            // A shutdown that came while the pause also ended wins.
+            biased;
             () = &mut shutdown => return,
             () = tokio::time::sleep(idle) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn busy_passes_run_back_to_back_and_shutdown_ends_after_an_idle_one() {
+        let passes = Cell::new(0);
+        let pass = || {
+            passes.set(passes.get() + 1);
+            let busy = passes.get() <= 3;
+            async move { busy }
+        };
+        // Shutdown is already complete: noticed after the first idle pass, not before.
+        run_passes(Duration::from_secs(3600), std::future::ready(()), pass).await;
+        assert_eq!(passes.get(), 4);
+    }
+
+    #[tokio::test]
+    async fn idle_passes_repeat_after_the_pause_until_shutdown() {
+        let passes = Cell::new(0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stop = Cell::new(Some(stop));
+        let pass = || {
+            passes.set(passes.get() + 1);
+            if passes.get() == 5 {
+                stop.take().map(|stop| stop.send(()));
+            }
+            async { false }
+        };
+        run_passes(Duration::from_millis(1), async { stopped.await.unwrap_or(()) }, pass).await;
+        assert_eq!(passes.get(), 5, "five idle passes, then the shutdown sent by the fifth");
     }
 }

@@ -143,3 +143,4 @@ conformance!(memory, memory_store);
 conformance!(sqlite, sqlite_store);
 conformance!(postgres, postgres_store);
 conformance!(mysql, mysql_store);
+conformance!(galera, galera_store);

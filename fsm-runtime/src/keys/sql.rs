@@ -12,7 +12,7 @@ use crate::keys::Keys;
 use crate::keys::OpFuture;
 use crate::keys::stored::{encode_result, replayed_result};
 use crate::sql::keys::KeySql;
-use crate::sql::{Backend, SqlTx, is_deadlock};
+use crate::sql::{Backend, SqlTx, again_after_rollback, is_deadlock};
 
 /// How often a key is claimed again after its first claim rolled back.
 const MAX_ATTEMPTS: usize = 1_000;
@@ -107,9 +107,11 @@ impl<B: Backend> Keys for SqlKeys<B> {
     }
 
     async fn purge_of(&self, source: Option<&str>, older_than: Duration) -> Result<u64, Error> {
-        let mut conn = self.pool.acquire().await.map_err(keys_error)?;
-        let purged = self.sql.purge::<B::Driver>(&mut conn, micros_before_now(older_than), source).await;
-        let purged = purged.map_err(keys_error)?;
+        let cutoff = micros_before_now(older_than);
+        let purged = again_after_rollback(|| async {
+            self.sql.purge::<B::Driver>(&mut *self.pool.acquire().await?, cutoff, source).await
+        });
+        let purged = purged.await.map_err(keys_error)?;
         crate::telemetry::keys_purged(purged);
         Ok(purged)
     }

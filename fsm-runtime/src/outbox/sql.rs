@@ -10,7 +10,7 @@ use crate::message::{DeadLetter, new_message_id};
 use crate::outbox::{NextAttempt, Outbox, OutboxMaintenance, OutboxMessage, OutboxSource, OutboxStats, PendingMessage};
 use crate::sql::Driver;
 use crate::sql::outbox::{FailedAttempt, Requeue};
-use crate::sql::{Backend, SqlTx, inbox, is_deadlock, outbox};
+use crate::sql::{Backend, SqlTx, again_after_rollback, inbox, outbox};
 
 /// The outbox of an SQL database, as a [`Relay`](crate::outbox::Relay)'s source. Messages are
 /// claimed in a short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL/MariaDB,
@@ -85,33 +85,32 @@ impl<B: Backend> SqlOutbox<B> {
     }
 }
 
-/// How many times a claim that the database chose as a deadlock victim is tried again.
-const CLAIM_ATTEMPTS: usize = 5;
-
+/// Each operation holds no transaction of the caller's and writes nothing when the database
+/// rolls it back (a deadlock victim; on a Galera cluster a lost certification): it is sent
+/// again.
 impl<B: Backend> OutboxSource for SqlOutbox<B> {
     async fn claim(&self, batch: usize, lease: Duration) -> Result<Vec<PendingMessage>, Error> {
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let mut attempt = 1;
-        loop {
+        let claimed = again_after_rollback(|| {
             let now = now_micros();
             let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-            match self.claim_once(now, until, limit).await {
-                Ok(messages) => return Ok(messages),
-                // Rolled back as a whole: nothing is claimed, so claiming again is safe.
-                Err(error) if is_deadlock(&error) && attempt < CLAIM_ATTEMPTS => attempt += 1,
-                Err(error) => return Err(outbox_error(error)),
-            }
-        }
+            self.claim_once(now, until, limit)
+        });
+        claimed.await.map_err(outbox_error)
     }
 
     async fn mark_published(&self, sequence: i64) -> Result<(), Error> {
-        let mut conn = self.conn().await?;
-        outbox::mark_published::<B::Driver>(&mut conn, now_micros(), sequence).await.map_err(outbox_error)
+        let marked = again_after_rollback(|| async {
+            outbox::mark_published::<B::Driver>(&mut *self.pool.acquire().await?, now_micros(), sequence).await
+        });
+        marked.await.map_err(outbox_error)
     }
 
     async fn release(&self, sequence: i64) -> Result<(), Error> {
-        let mut conn = self.conn().await?;
-        outbox::release::<B::Driver>(&mut conn, sequence).await.map_err(outbox_error)
+        let released = again_after_rollback(|| async {
+            outbox::release::<B::Driver>(&mut *self.pool.acquire().await?, sequence).await
+        });
+        released.await.map_err(outbox_error)
     }
 
     async fn stats(&self) -> Result<OutboxStats, Error> {
@@ -126,8 +125,10 @@ impl<B: Backend> OutboxSource for SqlOutbox<B> {
             NextAttempt::Dead => (0, Some(now_micros())),
         };
         let failed = FailedAttempt { sequence, error, next_attempt_at, dead_at };
-        let mut conn = self.conn().await?;
-        outbox::fail::<B::Driver>(&mut conn, &failed).await.map_err(outbox_error)
+        let recorded = again_after_rollback(|| async {
+            outbox::fail::<B::Driver>(&mut *self.pool.acquire().await?, &failed).await
+        });
+        recorded.await.map_err(outbox_error)
     }
 }
 
@@ -140,21 +141,26 @@ impl<B: Backend> OutboxMaintenance for SqlOutbox<B> {
     }
 
     async fn requeue(&self, message_id: &str) -> Result<bool, Error> {
-        let mut conn = self.conn().await?;
-        let requeued = outbox::requeue::<B::Driver>(&mut conn, Requeue::Message(message_id)).await;
-        Ok(requeued.map_err(outbox_error)? > 0)
+        let requeued = again_after_rollback(|| async {
+            outbox::requeue::<B::Driver>(&mut *self.pool.acquire().await?, Requeue::Message(message_id)).await
+        });
+        Ok(requeued.await.map_err(outbox_error)? > 0)
     }
 
     async fn requeue_all_dead(&self) -> Result<u64, Error> {
-        let mut conn = self.conn().await?;
-        let all = Requeue::AllDead(self.topic.as_deref());
-        outbox::requeue::<B::Driver>(&mut conn, all).await.map_err(outbox_error)
+        let requeued = again_after_rollback(|| async {
+            let all = Requeue::AllDead(self.topic.as_deref());
+            outbox::requeue::<B::Driver>(&mut *self.pool.acquire().await?, all).await
+        });
+        requeued.await.map_err(outbox_error)
     }
 
     async fn purge_published(&self, older_than: Duration) -> Result<u64, Error> {
-        let mut conn = self.conn().await?;
         let cutoff = micros_before_now(older_than);
-        outbox::purge_published::<B::Driver>(&mut conn, cutoff, self.topic.as_deref()).await.map_err(outbox_error)
+        let purged = again_after_rollback(|| async {
+            outbox::purge_published::<B::Driver>(&mut *self.pool.acquire().await?, cutoff, self.topic.as_deref()).await
+        });
+        purged.await.map_err(outbox_error)
     }
 }
 

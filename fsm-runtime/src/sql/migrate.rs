@@ -14,6 +14,7 @@ use crate::clock::now_micros;
 use crate::sql::backend::Backend;
 use crate::sql::backend::private::Driver;
 use crate::sql::classify::is_unique_violation;
+use crate::sql::rolled_back::RolledBack;
 use crate::sql::value::{Arg, fixed, owned};
 
 /// The table of applied versions.
@@ -93,7 +94,9 @@ async fn applied_versions<B: Driver>(conn: &mut B::Connection) -> Result<Vec<i64
     rows.iter().map(|row| row.int(0)).collect()
 }
 
-/// Records `version`; a version another process recorded first is no error.
+/// Records `version`; a version another process recorded first is no error. On a Galera
+/// cluster, the record of a process on another node may be certified first and roll this one
+/// back: sent again (outside a transaction), it finds the version recorded.
 async fn record<B: Driver>(conn: &mut B::Connection, version: i64) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO fsm_schema_migrations (version, applied_at_micros) VALUES ({}, {}){}",
@@ -101,9 +104,13 @@ async fn record<B: Driver>(conn: &mut B::Connection, version: i64) -> Result<(),
         B::param(2),
         B::ON_CONFLICT_DO_NOTHING
     );
-    match B::execute(conn, owned(sql), &[Arg::Int(version), Arg::Int(now_micros())]).await {
-        Err(error) if !is_unique_violation(&error) => Err(error),
-        _ => Ok(()),
+    let mut rolled_back = RolledBack::default();
+    loop {
+        match B::execute(&mut *conn, owned(sql.clone()), &[Arg::Int(version), Arg::Int(now_micros())]).await {
+            Err(error) if is_unique_violation(&error) => return Ok(()),
+            Err(error) => rolled_back.again(error, !B::TRANSACTIONAL_DDL)?.await,
+            Ok(_) => return Ok(()),
+        }
     }
 }
 

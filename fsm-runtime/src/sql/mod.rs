@@ -13,7 +13,8 @@
 //!   history, idempotency keys, outbox and inbox, tokens, leases, fences;
 //! - one migration runner for every runtime table, recorded in `fsm_schema_migrations`;
 //! - [`SqlTx`]: the transaction an effect, a keyed operation or a locked entity works in;
-//! - [`is_transient`]: whether a driver error may be retried;
+//! - [`is_transient`]: whether a driver error may be retried; `RolledBack`: when the store
+//!   itself sends again a request the database rolled back (a deadlock, a lost certification);
 //! - [`pool_options`]: the pool settings of the `connect` constructors.
 
 mod backend;
@@ -33,6 +34,7 @@ pub(crate) mod outbox;
 mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rolled_back;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub(crate) mod timers;
@@ -46,5 +48,8 @@ pub(crate) use backend::private::{Driver, LeaseRequest};
 pub use classify::is_transient;
 pub(crate) use classify::{is_deadlock, is_key_violation, is_unique_violation};
 pub use pool::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, pool_options};
+#[cfg(feature = "mysql")]
+pub use pool::{GALERA_SYNC_WAIT, galera_pool_options};
+pub(crate) use rolled_back::{RolledBack, again_after_rollback};
 pub(crate) use tx::Nested;
 pub use tx::SqlTx;

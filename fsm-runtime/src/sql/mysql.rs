@@ -154,10 +154,13 @@ fn binders<'q, 'a>() -> Binders<'q, 'a, MySql> {
 }
 
 /// Whether MySQL's or MariaDB's error is transient (see [`crate::sql::is_transient`]): `1205`
-/// lock wait timeout and `1213` deadlock (its transaction was rolled back), or a connection
-/// exception (SQLSTATE class `08`).
+/// lock wait timeout and `1213` deadlock (its transaction was rolled back; on a Galera cluster
+/// also a lost certification), `1047` from a Galera node that is not part of the primary
+/// component (it refuses every statement until it rejoins: "WSREP has not yet prepared node
+/// for application use"), `1927` a connection killed by `KILL`, or a connection exception
+/// (SQLSTATE class `08`).
 pub(crate) fn is_transient(error: &sqlx::mysql::MySqlDatabaseError) -> bool {
-    matches!(error.number(), 1205 | 1213) || error.code().is_some_and(|code| code.starts_with("08"))
+    matches!(error.number(), 1047 | 1205 | 1213 | 1927) || error.code().is_some_and(|code| code.starts_with("08"))
 }
 
 /// Creates the procedure of `mapping` if missing: its `CALL`, or `None` with a warning.

@@ -44,3 +44,32 @@ pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
         },
     )
 }
+
+/// What [`galera_pool_options`] sets on every connection: each statement waits until its node
+/// has applied every write the cluster committed before it (reads `1`, updates and deletes `2`,
+/// inserts `4`, `SHOW` `8`).
+#[cfg(feature = "mysql")]
+pub const GALERA_SYNC_WAIT: &str = "SET SESSION wsrep_sync_wait = 15";
+
+/// [`pool_options`] for one node of a MariaDB Galera cluster: every connection sets
+/// [`GALERA_SYNC_WAIT`], so that a request on this node sees what a request on another node
+/// committed before it, as on one server.
+///
+/// Galera replicates synchronously but applies asynchronously: without it a node answers
+/// from a state a few milliseconds old, and a read there may miss a write just acknowledged
+/// by another node (a client that moved an entity on node 1 and reads it on node 2 may see the
+/// old state). Transitions stay correct either way (a lost certification is sent again and
+/// answers `AlreadyApplied`); the wait makes the reads causal. Build one pool (and one
+/// `MySqlStore`) per node; see `docs/scaling.md`.
+///
+/// ```
+/// let options = fsm_runtime::sql::galera_pool_options().max_connections(16);
+/// assert_eq!(options.get_max_connections(), 16);
+/// // let node1 = MySqlStore::<Order>::new(options.connect("mysql://root@db1:3306/app").await?).await?;
+/// ```
+#[cfg(feature = "mysql")]
+pub fn galera_pool_options() -> sqlx::pool::PoolOptions<sqlx::MySql> {
+    pool_options::<sqlx::MySql>().after_connect(|conn, _| {
+        Box::pin(async move { sqlx::Executor::execute(conn, GALERA_SYNC_WAIT).await.map(drop) })
+    })
+}

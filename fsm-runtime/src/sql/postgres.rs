@@ -129,7 +129,10 @@ const TRANSIENT: &[&str] = &[
     "57P02", // crash_shutdown
     "57P03", // cannot_connect_now: the server is starting or recovering
     "53300", // too_many_connections
-    "08000", "08003", "08006", "08001", "08004", // connection exceptions
+    // read_only_sql_transaction: the server is a standby, or a primary being demoted by a
+    // failover (pg_auto_failover, Patroni); nothing was written, and the router (or the next
+    // connection) reaches the new primary.
+    "25006", "08000", "08003", "08006", "08001", "08004", // connection exceptions
 ];
 
 /// Whether PostgreSQL's error is transient (see [`crate::sql::is_transient`]).

@@ -7,7 +7,7 @@ use crate::error::{BoxError, Error};
 use crate::machine::StateMachine;
 use crate::message::new_message_id;
 use crate::sql::Driver;
-use crate::sql::{Backend, SqlTx, is_deadlock, timers};
+use crate::sql::{Backend, SqlTx, again_after_rollback, timers};
 use crate::store::SqlStore;
 use crate::timer::{DueTimer, Schedule, Timer, TimerOutcome, TimerRecord, TimerSource};
 use crate::transition::Transition;
@@ -33,9 +33,6 @@ impl<B: Backend> Clone for SqlTimers<B> {
 fn timers_error(error: sqlx::Error) -> Error {
     Error::database("timers", "fsm_timers", error)
 }
-
-/// How many times a claim that the database chose as a deadlock victim is tried again.
-const CLAIM_ATTEMPTS: usize = 5;
 
 impl<B: Backend> SqlTimers<B> {
     /// The timers of `machine` on `table` in the database behind `pool` (whose runtime tables
@@ -71,25 +68,24 @@ impl<B: Backend> TimerSource for SqlTimers<B> {
     async fn claim(&self, now: i64, batch: usize, lease: Duration) -> Result<Vec<DueTimer>, Error> {
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
         let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let mut attempt = 1;
-        loop {
-            match self.claim_once(now, until, limit).await {
-                Ok(due) => return Ok(due),
-                // Rolled back as a whole: nothing is claimed, so claiming again is safe.
-                Err(error) if is_deadlock(&error) && attempt < CLAIM_ATTEMPTS => attempt += 1,
-                Err(error) => return Err(timers_error(error)),
-            }
-        }
+        // Rolled back as a whole (a deadlock victim, a lost certification): nothing is
+        // claimed, so claiming again is safe.
+        again_after_rollback(|| self.claim_once(now, until, limit)).await.map_err(timers_error)
     }
 
     async fn finish(&self, timer: &DueTimer, now: i64, outcome: TimerOutcome) -> Result<(), Error> {
-        let mut conn = self.pool.acquire().await.map_err(timers_error)?;
-        timers::finish::<B::Driver>(&mut conn, timer.sequence, now, outcome.as_str()).await.map_err(timers_error)
+        let finished = again_after_rollback(|| async {
+            let mut conn = self.pool.acquire().await?;
+            timers::finish::<B::Driver>(&mut conn, timer.sequence, now, outcome.as_str()).await
+        });
+        finished.await.map_err(timers_error)
     }
 
     async fn fail(&self, timer: &DueTimer, error: &str) -> Result<(), Error> {
-        let mut conn = self.pool.acquire().await.map_err(timers_error)?;
-        timers::fail::<B::Driver>(&mut conn, timer.sequence, error).await.map_err(timers_error)
+        let failed = again_after_rollback(|| async {
+            timers::fail::<B::Driver>(&mut *self.pool.acquire().await?, timer.sequence, error).await
+        });
+        failed.await.map_err(timers_error)
     }
 
     async fn list(&self) -> Result<Vec<TimerRecord>, Error> {

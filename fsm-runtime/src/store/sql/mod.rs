@@ -24,7 +24,9 @@ use crate::sql::entity::{AuditRow, EntitySql, HistoryRow, StoredHistory, StoredR
 use crate::sql::insert_with::insert_with;
 use crate::sql::keys::KeySql;
 use crate::sql::transition::{self, OneStatement, OneStatementRows, TransitionSql};
-use crate::sql::{Backend, SqlTx, is_deadlock, is_key_violation, is_unique_violation, pool_options};
+use crate::sql::{
+    Backend, RolledBack, SqlTx, again_after_rollback, is_key_violation, is_unique_violation, pool_options,
+};
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
 use crate::store::request::Effect;
@@ -51,6 +53,22 @@ enum Classified<M: StateMachine> {
 struct Found<M: StateMachine> {
     now: Snapshot<M>,
     id: EntityId,
+}
+
+/// Which table a failed delete's statement concerned: the entity's, or its history.
+enum Deleting {
+    Entity(sqlx::Error),
+    History(sqlx::Error),
+}
+
+/// What one attempt of a read-then-compare-and-set writes: `plan`'s move of the entity
+/// (stored as `stored`) from `from` at version `observed`.
+struct Write<'w, M: StateMachine> {
+    plan: &'w Plan<M>,
+    stored: &'w EntityId,
+    from: M,
+    observed: i64,
+    extras: Extras<'w>,
 }
 
 /// What a request brings besides its plan and effects: its idempotency key and the audit
@@ -175,12 +193,17 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     }
 
     /// Inserts the entity on `tx`, or reads the row that exists.
+    /// A create that lost a race on another node of a Galera cluster (its insert rolled back)
+    /// is sent again, outside the caller's transaction, and then finds the row.
     async fn create_on(&self, tx: &mut SqlTx<B>, id: &EntityId, state: M) -> Result<CreateOutcome<M>, Error> {
-        match self.entity.insert::<B::Driver>(&mut **tx, id, state.as_str()).await {
-            Ok(1) => return Ok(CreateOutcome::Created { state }),
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => {}
-            Err(error) => return Err(self.db(error)),
+        let mut rolled_back = RolledBack::default();
+        loop {
+            match self.entity.insert::<B::Driver>(&mut **tx, id, state.as_str()).await {
+                Ok(1) => return Ok(CreateOutcome::Created { state }),
+                Ok(_) => break,
+                Err(error) if is_unique_violation(&error) => break,
+                Err(error) => rolled_back.again(error, !tx.in_transaction()).map_err(|e| self.db(e))?.await,
+            }
         }
         let existing = self.read_on(tx, id).await?.now;
         Ok(CreateOutcome::AlreadyExists { state: existing.state, version: existing.version })
@@ -221,17 +244,29 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         conn: &mut B::Connection,
         entity: NewEntity<M>,
     ) -> Result<CreateOutcome<M>, Error> {
+        self.create_parts_on(conn, entity, false).await
+    }
+
+    /// [`SqlStore::create_with_on`]; `may_retry`: `conn` is in no transaction of the caller's,
+    /// so an insert the database rolled back (a lost race on another Galera node) is sent again.
+    async fn create_parts_on(
+        &self,
+        conn: &mut B::Connection,
+        entity: NewEntity<M>,
+        may_retry: bool,
+    ) -> Result<CreateOutcome<M>, Error> {
         entity.check(&self.mapping)?;
         let (id, state, columns) = entity.into_parts();
-        let refused =
-            match insert_with::<B::Driver>(conn, &self.mapping, self.entity.id_type(), &id, state.as_str(), &columns)
-                .await
-            {
+        let mut rolled_back = RolledBack::default();
+        let refused = loop {
+            let id_type = self.entity.id_type();
+            match insert_with::<B::Driver>(&mut *conn, &self.mapping, id_type, &id, state.as_str(), &columns).await {
                 Ok(1) => return Ok(CreateOutcome::Created { state }),
-                Ok(_) => None,
-                Err(error) if is_unique_violation(&error) => Some(error),
-                Err(error) => return Err(self.db(error)),
-            };
+                Ok(_) => break None,
+                Err(error) if is_unique_violation(&error) => break Some(error),
+                Err(error) => rolled_back.again(error, may_retry).map_err(|e| self.db(e))?.await,
+            }
+        };
         // A duplicate id, or (MySQL) maybe another unique column: the row of the id tells.
         let row = match (self.entity.read::<B::Driver>(conn, &id, false).await, refused) {
             (Ok(None) | Err(_), Some(refused)) => return Err(self.db(refused)),
@@ -404,6 +439,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         };
         let sources: Vec<&'static str> = plan.sources.as_slice().iter().map(|s| s.as_str()).collect();
         let mut effects = Some(effects);
+        let mut rolled_back = RolledBack::default();
         for _ in 0..MAX_ATTEMPTS {
             let args = OneStatement {
                 id: self.entity.id_arg(&plan.id),
@@ -415,10 +451,26 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             };
             let pending = effects.take().unwrap_or_default();
             let answer = if pending.is_empty() && !nested {
-                self.run_statement(tx, &sql, args).await?
+                match self.run_statement(tx, &sql, args).await {
+                    Ok(answer) => answer,
+                    Err(error) => {
+                        rolled_back.again(error, true).map_err(|e| self.db(e))?.await;
+                        continue;
+                    }
+                }
             } else {
                 tx.start().await.map_err(|e| self.db(e))?;
-                let answer = self.run_statement(tx, &sql, args).await?;
+                let answer = match self.run_statement(tx, &sql, args).await {
+                    Ok(answer) => answer,
+                    Err(error) => {
+                        // Nothing of the effects ran yet: they go with the next attempt.
+                        let pause = rolled_back.again(error, !nested).map_err(|e| self.db(e))?;
+                        tx.finish_rollback().await.map_err(|e| self.db(e))?;
+                        effects = Some(pending);
+                        pause.await;
+                        continue;
+                    }
+                };
                 if let Some(applied) = &answer.applied {
                     let from = parse_state::<M>(&plan.id, &self.mapping.table, &applied.state)?;
                     let stored = plan.id.as_stored(applied.id.clone());
@@ -459,11 +511,10 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         tx: &mut SqlTx<B>,
         sql: &std::sync::Arc<str>,
         args: OneStatement<'_>,
-    ) -> Result<OneStatementRows, Error> {
+    ) -> Result<OneStatementRows, sqlx::Error> {
         match transition::run::<B::Driver>(&mut **tx, sql, args).await {
-            Ok(answer) => Ok(answer),
             Err(error) if args.key.is_some() && is_key_violation(&error) => Ok(OneStatementRows::default()),
-            Err(error) => Err(self.db(error)),
+            answer => answer,
         }
     }
 
@@ -504,6 +555,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let key = extras.key;
         let mut effects = Some(effects);
         let mut missed = None;
+        let mut rolled_back = RolledBack::default();
         for _ in 0..MAX_ATTEMPTS {
             let Found { now, id: stored } = match read.take() {
                 Some(found) => found,
@@ -524,70 +576,86 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             };
             let version = now.version + 1;
             tx.start().await.map_err(|e| self.db(e))?;
-            if let Some((key, fingerprint)) = key
-                && !self
-                    .claim_key(tx, key, fingerprint, &encode_applied(&stored, from, plan.target, version), nested)
-                    .await?
-            {
-                // Stored by a concurrent request with the same key: read it again.
+            let write = Write { plan: &plan, stored: &stored, from, observed: now.version, extras };
+            match self.write_attempt(tx, write).await {
+                Ok(true) => {}
+                // Moved since the read, or the key stored by a concurrent request: read again.
+                Ok(false) => {
+                    tx.finish_rollback().await.map_err(|e| self.db(e))?;
+                    continue;
+                }
+                Err(error) => {
+                    let pause = rolled_back.again(error, !nested).map_err(|e| self.db(e))?;
+                    tx.finish_rollback().await.map_err(|e| self.db(e))?;
+                    pause.await;
+                    continue;
+                }
+            }
+            let pending = effects.take().unwrap_or_default();
+            // Effects ran: a commit that fails now is the caller's to retry (their work too
+            // was rolled back, and an effect runs once per call).
+            let ran_effects = !pending.is_empty();
+            self.run_effects(tx, pending, &plan, &stored, from, version).await?;
+            if let Err(error) = tx.finish_commit().await {
+                let pause = rolled_back.again(error, !nested && !ran_effects).map_err(|e| self.db(e))?;
                 tx.finish_rollback().await.map_err(|e| self.db(e))?;
+                effects = Some(Vec::new());
+                pause.await;
                 continue;
             }
-            let matched = self
-                .entity
-                .cas::<B::Driver>(&mut **tx, &plan.id, from.as_str(), plan.target.as_str(), now.version)
-                .await
-                .map_err(|e| self.db(e))?;
-            if matched == 0 {
-                // Moved since the read: decide again on what it is now.
-                tx.finish_rollback().await.map_err(|e| self.db(e))?;
-                continue;
-            }
-            let entity = stored.to_string();
-            let row = self.history_row(&plan, &entity, from.as_str(), version, extras.audit);
-            self.entity.insert_history::<B::Driver>(&mut **tx, row).await.map_err(|e| self.db(e))?;
-            self.run_effects(tx, effects.take().unwrap_or_default(), &plan, &stored, from, version).await?;
-            tx.finish_commit().await.map_err(|e| self.db(e))?;
             return Ok(Outcome::Applied { from, to: plan.target, version });
         }
         Err(self.too_many_attempts(&plan))
     }
 
-    /// Inserts the request's key with its outcome as the transaction's first statement:
-    /// `false` when a concurrent request stored it first.
-    async fn claim_key(
-        &self,
-        tx: &mut SqlTx<B>,
-        key: &IdempotencyKey,
-        fingerprint: &Fingerprint,
-        outcome: &str,
-        nested: bool,
-    ) -> Result<bool, Error> {
-        match self.keys.insert::<B::Driver>(&mut **tx, key, fingerprint, outcome, now_micros()).await {
-            Ok(inserted) => Ok(inserted != 0),
-            // The key's holder rolled back and the requests that waited for it deadlocked
-            // (MySQL/MariaDB); the key insert is this transaction's first statement, so
-            // nothing ran: read and claim again. Not inside the caller's transaction, which the
-            // deadlock rolled back whole: there it is a retryable error.
-            Err(error) if is_deadlock(&error) && !nested => Ok(false),
-            Err(error) => Err(self.db(error)),
+    /// One attempt's writes, in the transaction begun on `tx`: the request's key (its first
+    /// statement), the compare-and-set on the observed state and version, the history row.
+    /// `false`: the key was stored by a concurrent request, or the row moved since the read.
+    async fn write_attempt(&self, tx: &mut SqlTx<B>, write: Write<'_, M>) -> Result<bool, sqlx::Error> {
+        let Write { plan, stored, from, observed, extras } = write;
+        let version = observed + 1;
+        if let Some((key, fingerprint)) = extras.key {
+            let outcome = encode_applied(stored, from, plan.target, version);
+            if self.keys.insert::<B::Driver>(&mut **tx, key, fingerprint, &outcome, now_micros()).await? == 0 {
+                return Ok(false);
+            }
+        }
+        let (from_text, target) = (from.as_str(), plan.target.as_str());
+        if self.entity.cas::<B::Driver>(&mut **tx, &plan.id, from_text, target, observed).await? == 0 {
+            return Ok(false);
+        }
+        let entity = stored.to_string();
+        let row = self.history_row(plan, &entity, from_text, version, extras.audit);
+        self.entity.insert_history::<B::Driver>(&mut **tx, row).await?;
+        Ok(true)
+    }
+
+    /// Deletes the entity and retires its history, without a span; in a transaction of its
+    /// own, sent again when the database rolls it back (a deadlock, a lost certification).
+    async fn delete_entity(&self, id: &EntityId) -> Result<DeleteOutcome, Error> {
+        let mut rolled_back = RolledBack::default();
+        loop {
+            match self.delete_once(id).await {
+                Err(Deleting::Entity(error)) => rolled_back.again(error, true).map_err(|e| self.db(e))?.await,
+                Err(Deleting::History(error)) => rolled_back.again(error, true).map_err(|e| self.history_db(e))?.await,
+                Ok(outcome) => return Ok(outcome),
+            }
         }
     }
 
-    /// Deletes the entity and retires its history, without a span.
-    async fn delete_entity(&self, id: &EntityId) -> Result<DeleteOutcome, Error> {
-        let mut tx = self.tx().await?;
-        tx.start_write().await.map_err(|e| self.db(e))?;
-        let Some(row) = self.entity.read::<B::Driver>(&mut *tx, id, true).await.map_err(|e| self.db(e))? else {
-            tx.finish_rollback().await.map_err(|e| self.db(e))?;
+    /// One attempt of [`Self::delete_entity`].
+    async fn delete_once(&self, id: &EntityId) -> Result<DeleteOutcome, Deleting> {
+        let mut tx = SqlTx::idle(self.pool.acquire().await.map_err(Deleting::Entity)?);
+        tx.start_write().await.map_err(Deleting::Entity)?;
+        let Some(row) = self.entity.read::<B::Driver>(&mut *tx, id, true).await.map_err(Deleting::Entity)? else {
+            tx.finish_rollback().await.map_err(Deleting::Entity)?;
             return Ok(DeleteOutcome::AlreadyAbsent);
         };
-        let deleted = self.entity.delete::<B::Driver>(&mut *tx, id).await.map_err(|e| self.db(e))?;
-        self.entity
-            .retire_history::<B::Driver>(&mut *tx, &self.mapping.table, &row.id, now_micros())
-            .await
-            .map_err(|e| self.history_db(e))?;
-        tx.finish_commit().await.map_err(|e| self.db(e))?;
+        let deleted = self.entity.delete::<B::Driver>(&mut *tx, id).await.map_err(Deleting::Entity)?;
+        let table = &self.mapping.table;
+        let retired = self.entity.retire_history::<B::Driver>(&mut *tx, table, &row.id, now_micros()).await;
+        retired.map_err(Deleting::History)?;
+        tx.finish_commit().await.map_err(Deleting::Entity)?;
         Ok(if deleted == 0 { DeleteOutcome::AlreadyAbsent } else { DeleteOutcome::Deleted })
     }
 
@@ -679,7 +747,9 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         traced
             .run(async move {
                 let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
-                self.create_with_on(&mut conn, entity).await
+                // In no transaction: an insert rolled back by a lost race on another node of a
+                // Galera cluster may be sent again.
+                self.create_parts_on(&mut conn, entity, true).await
             })
             .await
     }
@@ -714,15 +784,21 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         let mut tx = self.tx().await?;
         let stored = self.stored_id(&mut tx, id.into()).await?.to_string();
         let table = &self.mapping.table;
-        let purged = self.entity.purge_history::<B::Driver>(&mut *tx, table, M::MACHINE, &stored).await;
-        purged.map_err(|e| self.history_db(e))
+        drop(tx);
+        let purged = again_after_rollback(|| async {
+            let mut conn = self.pool.acquire().await?;
+            self.entity.purge_history::<B::Driver>(&mut conn, table, M::MACHINE, &stored).await
+        });
+        purged.await.map_err(|e| self.history_db(e))
     }
 
     async fn purge_deleted_history(&self, older_than: std::time::Duration) -> Result<u64, Error> {
-        let mut tx = self.tx().await?;
         let before = micros_before_now(older_than);
-        let purged = self.entity.purge_retired::<B::Driver>(&mut *tx, &self.mapping.table, before).await;
-        purged.map_err(|e| self.history_db(e))
+        let purged = again_after_rollback(|| async {
+            let mut conn = self.pool.acquire().await?;
+            self.entity.purge_retired::<B::Driver>(&mut conn, &self.mapping.table, before).await
+        });
+        purged.await.map_err(|e| self.history_db(e))
     }
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {

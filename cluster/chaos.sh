@@ -3,7 +3,7 @@
 # doubled (see src/bin/fsm-chaos.rs for what the load does and how it counts).
 #
 #   cluster/chaos.sh galera        # three Galera nodes: one killed -9 and restarted, connections killed
-#   cluster/chaos.sh pg-failover   # pg_auto_failover: a failover, then the new primary killed -9
+#   cluster/chaos.sh pg-failover   # pg_auto_failover: a failover, then the new primary's node killed -9
 #
 # Starts the cluster when it is not up (cluster/galera.sh up, cluster/pg-failover.sh up) and
 # leaves it up. The last line printed is
@@ -88,12 +88,16 @@ pg_faults() {
   sleep 3
   fault "pg_autoctl perform failover"
   cluster/pg-failover.sh failover >&2
-  sleep 8
+  sleep 6
   kill_pg_connections 2
   sleep 3
-  fault "kill -9 of the new primary's postmaster"
-  cluster/pg-failover.sh kill-primary >&2
+  # The postmaster and its pg_autoctl keeper (which would restart it in place): the monitor
+  # notices the crash and the other node takes over again.
+  fault "kill -9 of the new primary's postmaster and keeper"
+  cluster/pg-failover.sh crash-primary >&2
   cluster/pg-failover.sh wait-writable 120 >&2 || log "not writable again within 120 s"
+  log "bringing the crashed node back as the standby"
+  cluster/pg-failover.sh up >&2 || log "the crashed node did not come back"
 }
 
 case "$engine" in

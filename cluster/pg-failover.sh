@@ -7,8 +7,8 @@
 #   HAProxy router             127.0.0.1:5510  -> whichever node is primary and read-write
 #   HAProxy stats (csv/html)   http://127.0.0.1:5511/
 #
-# Usage: cluster/pg-failover.sh up | down | status | url | failover | kill-primary | crash-primary
-#                              | wait-writable [seconds]
+# Usage: cluster/pg-failover.sh up | down | status | url | primary-port | failover | kill-primary
+#                              | crash-primary | wait-writable [seconds]
 #
 # Everything lives under <repo>/target/cluster/pg-failover (data, logs, pg_autoctl config/state,
 # haproxy config and pid file).  PostgreSQL and pg_autoctl run as the postgres user; the machine's
@@ -26,9 +26,9 @@
 #                  there is NO failover; writes through 5510 block ~5 s until the standby
 #                  reconnects (synchronous replication, wal_retrieve_retry_interval = 5 s).
 #   crash-primary  kill -9 of the whole primary node (pg_autoctl + postgres): the monitor fails
-#                  over after ~20 s (node_considered_unhealthy_timeout) + 30 s
-#                  (primary_demote_timeout): writable again after ~51 s.  `up` restarts the
-#                  crashed node, which rejoins as the synchronous standby in ~2 s.
+#                  over once the node counts as unhealthy and its demotion was awaited (the
+#                  defaults, 20 s + 30 s, lowered by tune_monitor to 5 s + 10 s).  `up` restarts
+#                  the crashed node, which rejoins as the synchronous standby in ~2 s.
 #   standby gone   commits on the primary block ~20 s, until the monitor drops the standby from
 #                  synchronous_standby_names (primary goes to wait_primary).
 set -euo pipefail
@@ -293,6 +293,18 @@ probe_write() {
     | grep -E '^[0-9]+$'
 }
 
+# The monitor's defaults take ~51 s to fail over from a crashed primary (20 s until the node
+# counts as unhealthy, 30 s waiting for it to demote). A test cluster on one machine notices a
+# crash sooner: health checks every second, unhealthy after 5 s, demotion awaited 10 s.
+tune_monitor() {
+  local setting
+  for setting in "health_check_period = 1000" "health_check_timeout = 1000" "health_check_max_retries = 1" \
+    "health_check_retry_delay = 500" "node_considered_unhealthy_timeout = 5000" "primary_demote_timeout = 10000"; do
+    pq "$MON_PORT" pg_auto_failover -c "alter system set pgautofailover.$setting" >/dev/null
+  done
+  pq "$MON_PORT" pg_auto_failover -c "select pg_reload_conf()" >/dev/null
+}
+
 # node name whose postgres currently answers pg_is_in_recovery() = f
 current_primary() {
   local n
@@ -412,6 +424,7 @@ create_fresh() {
     --auth trust --no-ssl --hostname 127.0.0.1 --run
   wait_until 60 "monitor accepting connections" \
     monitor_ready || return 1
+  tune_monitor
   touch "$D/.monitor.created"
   local n
   for n in "${NODES[@]}"; do
@@ -570,6 +583,7 @@ cmd_status() {
 
 case "${1:-}" in
   url) echo "$URL" ;;
+  primary-port) n=$(current_primary) && echo "${PORT[$n]}" ;;
   up) ensure_root "$@"; cmd_up ;;
   down) ensure_root "$@"; cmd_down ;;
   status) ensure_root "$@"; cmd_status ;;

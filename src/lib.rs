@@ -48,6 +48,11 @@ pub struct TokensAndLeasesDoctests;
 #[cfg(doctest)]
 pub struct CallerTransactionDoctests;
 
+/// The Rust code blocks of `docs/scaling.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/scaling.md")]
+#[cfg(doctest)]
+pub struct ScalingDoctests;
+
 /// The Rust code blocks of `docs/operating.md`, compiled and run as doctests.
 #[doc = include_str!("../docs/operating.md")]
 #[cfg(doctest)]

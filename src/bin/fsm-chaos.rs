@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! fsm-chaos --engine galera|pg-failover --urls URL[,URL…] [--clients 8] [--entities 4]
-//!           [--seconds 40] [--faults-file PATH]
+//!           [--seconds 40] [--faults-file PATH] [--scenario owned|contended]
 //! ```
 //!
 //! Each client owns `--entities` entities of the table `chaos_toggle` and moves them back and
@@ -96,6 +96,19 @@ struct Args {
     /// A file with one line per injected fault (written by `cluster/chaos.sh`).
     #[arg(long)]
     faults_file: Option<std::path::PathBuf>,
+    /// `contended` (a measurement, no faults): every client moves the same `--entities`
+    /// entities, each to the state after the one it last saw, so that racers on different
+    /// nodes conflict; then the check is applied moves == versions == history rows.
+    #[arg(long, value_enum, default_value_t = Scenario::Owned)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Each client moves its own entities (the chaos run).
+    Owned,
+    /// Every client on the same entities.
+    Contended,
 }
 
 /// What the clients counted.
@@ -211,6 +224,57 @@ async fn client<S: Store<Toggle>>(
         availability.completed().await;
     }
     Owned { ids, moves }
+}
+
+/// A contended client: moves the shared entities until the deadline; the moves it applied.
+async fn contended_client<S: Store<Toggle>>(nodes: Arc<Nodes<S>>, args: Arc<Args>, index: usize) -> u64 {
+    let shared = i64::try_from(args.entities).unwrap_or(1);
+    let mut seen = vec![Toggle::A; args.entities];
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let (mut applied, mut attempt) = (0, index);
+    while Instant::now() < deadline {
+        attempt += 1;
+        let slot = attempt % args.entities;
+        let id = i64::try_from(slot).unwrap_or(0) % shared + 1;
+        match nodes.at(attempt).transition(id, seen[slot].other()).await {
+            Ok(Outcome::Applied { to, .. }) => {
+                applied += 1;
+                seen[slot] = to;
+            }
+            Ok(Outcome::AlreadyApplied { state, .. }) => seen[slot] = state,
+            Ok(other) => panic!("a plain transition answered {other:?}"),
+            Err(error) => panic!("a contended move failed: {error}"),
+        }
+    }
+    applied
+}
+
+/// The contended measurement: throughput, and applied == versions == history rows.
+async fn contended<S: Store<Toggle> + 'static>(nodes: Vec<S>, args: Args) -> i32 {
+    let nodes = Arc::new(Nodes { stores: nodes });
+    let args = Arc::new(args);
+    let started = Instant::now();
+    let clients: Vec<_> =
+        (0..args.clients).map(|index| tokio::spawn(contended_client(nodes.clone(), args.clone(), index))).collect();
+    let mut applied = 0;
+    for client in clients {
+        applied += client.await.expect("a contended client panicked");
+    }
+    let elapsed = started.elapsed();
+    let (mut versions, mut history) = (0, 0);
+    for id in 1..=i64::try_from(args.entities).unwrap_or(0) {
+        let (version, rows) = read_until_answered(nodes.at(0), id).await;
+        versions += version;
+        history += rows;
+    }
+    println!(
+        "CONTENDED engine={} nodes={} clients={} applied={applied} per_second={:.0} versions={versions} history={history}",
+        args.engine.name(),
+        nodes.stores.len(),
+        args.clients,
+        applied as f64 / elapsed.as_secs_f64(),
+    );
+    i32::from(applied != versions || versions != history)
 }
 
 /// What the tables say against what the clients counted: (acked_lost, doubled).
@@ -356,7 +420,10 @@ async fn galera(args: Args) -> i32 {
         pools.push(pool);
     }
     let before = conflicts(&pools).await;
-    let code = run(stores, args).await;
+    let code = match args.scenario {
+        Scenario::Owned => run(stores, args).await,
+        Scenario::Contended => contended(stores, args).await,
+    };
     // Nodes killed during the run restart their counters: a lower bound then.
     eprintln!(
         "chaos: Galera rolled back {} transactions for conflicts (certification failures and brute-force aborts)",
@@ -381,7 +448,10 @@ async fn pg_failover(args: Args) -> i32 {
             forget_earlier_runs(&pool).await.expect("forget earlier runs");
         }
     }
-    run(stores, args).await
+    match args.scenario {
+        Scenario::Owned => run(stores, args).await,
+        Scenario::Contended => contended(stores, args).await,
+    }
 }
 
 #[tokio::main]

@@ -14,7 +14,8 @@
 //!
 //! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
 //! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `outbox_e2e`, `outbox_faults`, `connection_loss`,
-//! `ids_as_stored`,
+//! `ids_as_stored`, `galera_cluster` (what only a multi-primary cluster shows; the `galera` module
+//! below runs the conformance cases spread over its nodes),
 //! `mysql_found_rows`, `mysql_procedure`, `sqlite_cancelled_batch`, `upgrade_from_first_release`; the examples on every
 //! database: `orders_example`, `payments_service`; and the fixture's own promise:
 //! `cleanup_on_panic`.
@@ -30,6 +31,7 @@ mod caller_transaction;
 mod cases;
 mod cleanup_on_panic;
 mod connection_loss;
+mod galera_cluster;
 mod ids_as_stored;
 mod keyed_top_up;
 mod leases;

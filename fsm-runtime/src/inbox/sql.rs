@@ -17,7 +17,7 @@ fn inbox_error(error: sqlx::Error) -> Error {
 /// ```no_run
 /// use std::time::Duration;
 /// use fsm_runtime::inbox::SqlInbox;
-/// # async fn retention(pool: fsm_runtime::sqlx::PgPool) -> Result<(), fsm_runtime::Error> {
+/// # async fn retention(pool: fsm_runtime::sqlx::SqlitePool) -> Result<(), fsm_runtime::Error> {
 /// let inbox = SqlInbox::new(pool).await?;
 /// let purged = inbox.purge(Duration::from_secs(30 * 86_400)).await?;
 /// let mailer = inbox.purge_of("receipts-mailer", Duration::from_secs(7 * 86_400)).await?;

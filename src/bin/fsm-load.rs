@@ -4,7 +4,7 @@
 //! ```text
 //! fsm-load --backend memory|sqlite|postgres|mysql \
 //!          --scenario applied|replay|keyed|contended|pessimistic \
-//!          --clients N --seconds T [--entities 100000] [--url URL]
+//!          --clients N --seconds T [--entities 100000] [--url URL] [--session]
 //! ```
 //!
 //! Each run starts from a fresh entity table, `bench_orders`, of `--entities` rows in state `a`
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use fsm_runtime::sqlx;
-use fsm_runtime::store::LockedEntity;
+use fsm_runtime::store::{LockedEntity, Session, SqlStore};
 use fsm_runtime::{
     Fingerprint, IdempotencyKey, MemoryStore, MySqlStore, Outcome, PostgresStore, SqliteStore, StateMachine, Store,
     TransitionRequest,
@@ -126,6 +126,43 @@ struct Args {
     /// acquire); off by default.
     #[arg(long)]
     test_before_acquire: bool,
+    /// Each client sends its transitions through a `Session` (one connection kept across its
+    /// requests) instead of taking a pooled connection per call (SQL backends).
+    #[arg(long)]
+    session: bool,
+}
+
+/// How a client sends its transitions: through the store, which takes a pooled connection
+/// per call, or through a session that keeps one.
+trait Sender<S: Store<Toggle>>: Send {
+    fn apply<'a>(
+        &'a mut self,
+        store: &'a S,
+        request: TransitionRequest<'a, Toggle, S::Tx>,
+    ) -> impl std::future::Future<Output = Result<Outcome<Toggle>, fsm_runtime::Error>> + Send + 'a;
+}
+
+/// A pooled connection per call (`Store::apply`).
+struct Pooled;
+
+impl<S: Store<Toggle>> Sender<S> for Pooled {
+    fn apply<'a>(
+        &'a mut self,
+        store: &'a S,
+        request: TransitionRequest<'a, Toggle, S::Tx>,
+    ) -> impl std::future::Future<Output = Result<Outcome<Toggle>, fsm_runtime::Error>> + Send + 'a {
+        store.apply(request)
+    }
+}
+
+impl<B: fsm_runtime::sql::Backend> Sender<SqlStore<Toggle, B>> for Session<Toggle, B> {
+    fn apply<'a>(
+        &'a mut self,
+        _store: &'a SqlStore<Toggle, B>,
+        request: TransitionRequest<'a, Toggle, fsm_runtime::sql::SqlTx<B>>,
+    ) -> impl std::future::Future<Output = Result<Outcome<Toggle>, fsm_runtime::Error>> + Send + 'a {
+        Session::apply(self, request)
+    }
 }
 
 /// What one client counted.
@@ -212,7 +249,12 @@ struct Run {
 }
 
 /// One client's loop.
-async fn client<S: Store<Toggle> + 'static>(store: Arc<S>, run: Arc<Run>, index: usize) -> Tally {
+async fn client<S: Store<Toggle> + 'static>(
+    store: Arc<S>,
+    mut sender: impl Sender<S>,
+    run: Arc<Run>,
+    index: usize,
+) -> Tally {
     let mut tally = Tally::new();
     let mut rng = Rng(0x5EED_0000 + index as u64 * 7919);
     // The entities this client owns: id = 1 + index + clients * j.
@@ -229,12 +271,12 @@ async fn client<S: Store<Toggle> + 'static>(store: Arc<S>, run: Arc<Run>, index:
                 let id = 1 + index as i64 + clients * j as i64;
                 let to = states[j].other();
                 let result = match run.scenario {
-                    Scenario::Applied => store.transition(id, to).await,
+                    Scenario::Applied => sender.apply(&store, TransitionRequest::to(id, to)).await,
                     Scenario::Keyed => {
                         seq += 1;
                         let key = IdempotencyKey::new(source.as_str(), seq).expect("a valid key");
                         let fingerprint = Fingerprint::of_bytes(format!("{id}:{}", to.as_str()).as_bytes());
-                        store.apply(TransitionRequest::to(id, to).idempotency_key(key, fingerprint)).await
+                        sender.apply(&store, TransitionRequest::to(id, to).idempotency_key(key, fingerprint)).await
                     }
                     _ => locked_toggle(&*store, id).await,
                 };
@@ -245,12 +287,12 @@ async fn client<S: Store<Toggle> + 'static>(store: Arc<S>, run: Arc<Run>, index:
             }
             Scenario::Replay => {
                 let id = 1 + rng.below(run.entities as u64) as i64;
-                store.transition(id, Toggle::A).await
+                sender.apply(&store, TransitionRequest::to(id, Toggle::A)).await
             }
             Scenario::Contended => {
                 let hot = rng.below(HOT_ENTITIES as u64) as usize;
                 let to = Toggle::of_code(run.hot[hot].load(Ordering::Relaxed)).other();
-                let result = store.transition(hot as i64 + 1, to).await;
+                let result = sender.apply(&store, TransitionRequest::to(hot as i64 + 1, to)).await;
                 if let Ok(outcome) = &result {
                     run.hot[hot].store(outcome.state().code(), Ordering::Relaxed);
                 }
@@ -271,8 +313,18 @@ async fn locked_toggle<S: Store<Toggle>>(store: &S, id: i64) -> Result<Outcome<T
     Ok(outcome)
 }
 
-/// Runs the clients and merges what they counted; returns it with the measured duration.
+/// Runs the clients, each sending through `Pooled`, and merges what they counted; returns it
+/// with the measured duration.
 async fn drive<S: Store<Toggle> + 'static>(store: Arc<S>, args: &Args, run_tag: &str) -> (Tally, Duration) {
+    drive_with(store, args, run_tag, |_| Pooled).await
+}
+
+/// Runs the clients, each with the sender `sender` makes, and merges what they counted.
+async fn drive_with<S, X>(store: Arc<S>, args: &Args, run_tag: &str, sender: impl Fn(&S) -> X) -> (Tally, Duration)
+where
+    S: Store<Toggle> + 'static,
+    X: Sender<S> + 'static,
+{
     let started = Instant::now();
     let run = Arc::new(Run {
         scenario: args.scenario,
@@ -282,8 +334,9 @@ async fn drive<S: Store<Toggle> + 'static>(store: Arc<S>, args: &Args, run_tag: 
         run_tag: run_tag.to_owned(),
         hot: (0..HOT_ENTITIES).map(|_| AtomicU8::new(Toggle::A.code())).collect(),
     });
-    let tasks: Vec<_> =
-        (0..args.clients).map(|index| tokio::spawn(client(store.clone(), run.clone(), index))).collect();
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|index| tokio::spawn(client(store.clone(), sender(&store), run.clone(), index)))
+        .collect();
     let mut total = Tally::new();
     for task in tasks {
         total.merge(&task.await.expect("a client task"));
@@ -427,7 +480,11 @@ macro_rules! sql_run {
             held.push(pool.acquire().await.expect("a connection"));
         }
         drop(held);
-        let (tally, elapsed) = drive(Arc::new(store), &$args, &$run_tag).await;
+        let (tally, elapsed) = if $args.session {
+            drive_with(Arc::new(store), &$args, &$run_tag, |store| store.session()).await
+        } else {
+            drive(Arc::new(store), &$args, &$run_tag).await
+        };
         let count = |sql: &'static str| {
             let pool = pool.clone();
             async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.expect("count") }
@@ -506,6 +563,7 @@ async fn run_backend(args: &Args, run_tag: &str) -> Option<(Tally, Duration, Opt
 async fn main() {
     let args = Args::parse();
     assert!(args.clients > 0, "--clients must be at least 1");
+    assert!(!(args.session && args.backend == BackendKind::Memory), "--session needs an SQL backend");
     assert!(args.entities >= args.clients as i64, "--entities must be at least --clients");
     assert!(args.entities >= HOT_ENTITIES as i64, "--entities must be at least {HOT_ENTITIES}");
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -539,6 +597,7 @@ async fn main() {
         "verified": verified,
         "pool_size": args.pool_size.unwrap_or(args.clients),
         "test_before_acquire": args.test_before_acquire,
+        "session": args.session,
         "peak_rss_kb": peak_rss_kb(),
     });
     println!("{line}");

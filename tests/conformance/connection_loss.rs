@@ -8,6 +8,10 @@
 //! - killed and left idle for `PING_IF_IDLE_FOR`: the ping on the way out of the pool finds it
 //!   dead, a new connection is opened, and the transition applies at the first attempt.
 //!
+//! - a `Session` holds the pool's connection across requests; killed, it fails one request
+//!   with a retryable error, and the next one takes a new connection; a request cancelled
+//!   halfway leaves the session usable.
+//!
 //! The pool holds one connection, so the killed one is the one the store gets next; the kill
 //! comes from a second pool.
 
@@ -190,6 +194,64 @@ async fn idle_dead_connection_is_replaced_before_use<B: Server>(test: &str) {
     teardown(&admin, &table).await;
 }
 
+/// A session keeps its connection across requests (the pool's only one stays taken), gives it
+/// back when dropped, and after its connection was killed: one retryable error that wrote
+/// nothing, then the next request takes a new connection and applies, once.
+async fn session_survives_a_killed_connection<B: Server>(test: &str) {
+    let Some((store, table, admin, _leftovers)) = setup::<B>(test).await else { return };
+    let mut session = store.session();
+    assert_eq!(session.get(1).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    assert_eq!((store.pool().size(), store.pool().num_idle()), (1, 0), "the session holds the connection");
+    let id = {
+        // The server's id of the held connection, from the server's list (the session has no
+        // statement of its own): the only connection of the store's pool.
+        drop(session);
+        back_in_the_pool(store.pool()).await;
+        let id = B::connection_id(store.pool()).await;
+        back_in_the_pool(store.pool()).await;
+        id
+    };
+    let mut session = store.session();
+    assert_eq!(session.get(1).await.unwrap().version, 0);
+    B::kill(&admin, id).await;
+
+    match session.transition(1, Order::Paid).await {
+        Err(error @ Error::Database { .. }) => assert!(error.is_retryable(), "{error:?}"),
+        other => panic!("the session's connection was killed: expected Error::Database, got {other:?}"),
+    }
+    assert_eq!(
+        session.transition(1, Order::Paid).await.unwrap(),
+        Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }
+    );
+    assert_eq!(
+        session.transition(1, Order::Paid).await.unwrap(),
+        Outcome::AlreadyApplied { state: Order::Paid, version: 1 }
+    );
+    drop(session);
+    assert_ne!(B::connection_id(store.pool()).await, id, "a new connection replaced the killed one");
+    assert_eq!(store.history(1).await.unwrap().len(), 1);
+    teardown(&admin, &table).await;
+}
+
+/// A request cancelled halfway (a timeout around it) leaves the session usable: the session
+/// closes the connection the request left in an unknown state and takes another one, and the
+/// next request applies once. (Two connections: sqlx may take a few seconds to close one that
+/// was cut off mid-request, and keeps its place in the pool meanwhile.)
+async fn session_request_cancelled<B: Server>(test: &str) {
+    let Some((store, table, admin, _leftovers)) = setup::<B>(test).await else { return };
+    let pool = pool_options::<B>().max_connections(2).connect(&B::url()).await.unwrap();
+    let store = SqlStore::<Order, B>::with_mapping(pool, store.mapping().clone()).await.unwrap();
+    let mut session = store.session();
+    assert_eq!(session.get(1).await.unwrap().version, 0, "the session holds a connection");
+    let cut = tokio::time::timeout(Duration::from_micros(1), session.transition(1, Order::Paid)).await;
+    assert!(cut.is_err(), "cancelled before its answer");
+    let again = session.transition(1, Order::Paid).await.unwrap();
+    assert_eq!(again.state(), Order::Paid);
+    assert_eq!(session.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+    assert_eq!(store.history(1).await.unwrap().len(), 1, "applied once, whichever attempt did");
+    teardown(&admin, &table).await;
+}
+
 macro_rules! per_server {
     ($($module:ident: $db:ty),*) => {
         $(
@@ -199,6 +261,16 @@ macro_rules! per_server {
                 #[tokio::test]
                 async fn killed_connection_fails_once_retryably() {
                     super::killed_connection_fails_once_retryably::<$db>(concat!(stringify!($module), "_killed")).await;
+                }
+
+                #[tokio::test]
+                async fn session_survives_a_killed_connection() {
+                    super::session_survives_a_killed_connection::<$db>(concat!(stringify!($module), "_session")).await;
+                }
+
+                #[tokio::test]
+                async fn session_request_cancelled() {
+                    super::session_request_cancelled::<$db>(concat!(stringify!($module), "_cancel")).await;
                 }
 
                 #[tokio::test]

@@ -158,6 +158,12 @@ impl<B: Backend> SqlTx<B> {
         self.close_unless_finished = true;
     }
 
+    /// Whether the connection may serve another request: no transaction open, no request
+    /// interrupted or cancelled halfway on it.
+    pub(crate) fn is_reusable(&self) -> bool {
+        self.depth == 0 && !self.close_unless_finished && !self.interrupted
+    }
+
     /// The request ran to its end (with an outcome or an error): the connection goes back to
     /// the pool as usual.
     pub(crate) fn finished(&mut self) {

@@ -24,7 +24,7 @@ pub use memory::{MemoryLocked, MemoryStore};
 pub use new_entity::NewEntity;
 pub use request::{Effect, EffectFuture, Target, TransitionRequest};
 #[cfg(feature = "_sql")]
-pub use sql::{SqlLocked, SqlStore, Within};
+pub use sql::{Session, SqlLocked, SqlStore, Within};
 
 /// A [`Store`] on SQLite: embedded, no server (see [`crate::sql`] for what it sends).
 #[cfg(feature = "sqlite")]

@@ -4,11 +4,13 @@
 //! statements from [`crate::sql`]. Each database's file there says what its transition sends.
 
 mod locked;
+mod session;
 mod within;
 
 use std::marker::PhantomData;
 
 pub use locked::SqlLocked;
+pub use session::Session;
 pub use within::Within;
 
 use crate::clock::{micros_before_now, now_micros};
@@ -184,6 +186,12 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let mut tx = self.tx().await?;
         tx.start_for_transitions().await.map_err(|e| self.db(e))?;
         Ok(tx)
+    }
+
+    /// A [`Session`]: this store's requests on one connection of the pool, kept across
+    /// requests (taken at the first one), for a worker that sends many.
+    pub fn session(&self) -> Session<M, B> {
+        Session::new(self.clone())
     }
 
     /// The store's operations inside the caller's transaction `tx`, which they never commit;

@@ -1,0 +1,134 @@
+//! [`Session`]: one pooled connection kept across many requests of one worker.
+
+use crate::entity_id::EntityId;
+use crate::error::Error;
+use crate::machine::StateMachine;
+use crate::outcome::{Outcome, Snapshot};
+use crate::sql::{Backend, SqlTx};
+use crate::store::TransitionRequest;
+use crate::store::sql::SqlStore;
+use crate::store::traced;
+use crate::telemetry::Operation;
+
+/// A store's requests on one connection of its pool, kept from one request to the next
+/// ([`SqlStore::session`]).
+///
+/// Each [`Store`](crate::Store) call takes a connection from the pool and gives it back, and
+/// sqlx checks a connection it gets back with a ping: a round trip more per call, which is a
+/// good part of the cost of a one-statement transition (a replay is one statement). A worker
+/// that sends many requests in a loop (a consumer draining a queue, a batch job) holds a
+/// session instead: the requests have the outcome table of [`Store::apply`](crate::Store::apply),
+/// exactly, on the same connection.
+///
+/// The connection still comes from your pool and goes back to it when the session is
+/// dropped. A request that failed with a database error (a lost connection, a server
+/// restart) gives the connection back and the next request takes another one; a request that
+/// was cancelled halfway closes it (it may have left a transaction open).
+///
+/// ```
+/// use fsm_runtime::{Outcome, SqliteStore, StateMachine, Store};
+///
+/// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+/// #[state_machine(table = "doors")]
+/// enum Door {
+///     #[state(initial)]
+///     #[transition(from = Open)]
+///     Closed,
+///     #[transition(from = Closed)]
+///     Open,
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let pool = fsm_runtime::sqlx::SqlitePool::connect("sqlite::memory:").await?;
+/// fsm_runtime::sqlx::query("CREATE TABLE doors (id INTEGER PRIMARY KEY, state TEXT NOT NULL, version BIGINT NOT NULL)")
+///     .execute(&pool)
+///     .await?;
+/// let store = SqliteStore::<Door>::new(pool).await?;
+/// store.create(1).await?;
+/// let mut session = store.session();
+/// assert!(session.transition(1, Door::Open).await?.is_applied());
+/// assert!(matches!(session.transition(1, Door::Open).await?, Outcome::AlreadyApplied { .. }));
+/// assert_eq!(session.get(1).await?.version, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Session<M, B: Backend> {
+    store: SqlStore<M, B>,
+    /// The connection, once the first request took it; `None` again after a database error.
+    conn: Option<SqlTx<B>>,
+}
+
+impl<M: StateMachine, B: Backend> Session<M, B> {
+    pub(crate) fn new(store: SqlStore<M, B>) -> Self {
+        Self { store, conn: None }
+    }
+
+    /// [`Store::apply`](crate::Store::apply) on the session's connection.
+    pub async fn apply(&mut self, request: TransitionRequest<'_, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
+        let traced = traced::apply(B::NAME, &request, false);
+        traced.transition(self.apply_untraced(request)).await
+    }
+
+    async fn apply_untraced(&mut self, request: TransitionRequest<'_, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
+        let Self { store, conn: slot } = self;
+        let conn = held(store, slot).await?;
+        // Dropped halfway (cancelled), the request leaves the connection to be closed.
+        conn.close_unless_finished();
+        let outcome = store.apply_request(conn, request).await;
+        conn.finished();
+        forget_if_broken(slot, &outcome);
+        outcome
+    }
+
+    /// [`Store::transition`](crate::Store::transition) on the session's connection.
+    pub async fn transition(&mut self, id: impl Into<EntityId>, to: M) -> Result<Outcome<M>, Error> {
+        self.apply(TransitionRequest::to(id, to)).await
+    }
+
+    /// [`Store::transition_from`](crate::Store::transition_from) on the session's connection.
+    pub async fn transition_from(&mut self, id: impl Into<EntityId>, from: M, to: M) -> Result<Outcome<M>, Error> {
+        self.apply(TransitionRequest::from(id, from, to)).await
+    }
+
+    /// [`Store::fire`](crate::Store::fire) on the session's connection.
+    pub async fn fire(&mut self, id: impl Into<EntityId>, event: M::Event) -> Result<Outcome<M>, Error> {
+        self.apply(TransitionRequest::fire(id, event)).await
+    }
+
+    /// [`Store::get`](crate::Store::get) on the session's connection.
+    pub async fn get(&mut self, id: impl Into<EntityId>) -> Result<Snapshot<M>, Error> {
+        let id = id.into();
+        let traced = traced::entity::<M>(B::NAME, Operation::Get, &id);
+        let Self { store, conn: slot } = self;
+        traced
+            .run(async {
+                let read = store.read_on(held(store, slot).await?, &id).await.map(|found| found.now);
+                forget_if_broken(slot, &read);
+                read
+            })
+            .await
+    }
+}
+
+/// The held connection, or a new one from the pool when there is none or the last request
+/// left it unusable (cancelled halfway: dropped, which closes it).
+async fn held<'c, M: StateMachine, B: Backend>(
+    store: &SqlStore<M, B>,
+    slot: &'c mut Option<SqlTx<B>>,
+) -> Result<&'c mut SqlTx<B>, Error> {
+    if slot.as_ref().is_some_and(|conn| !conn.is_reusable()) {
+        *slot = None;
+    }
+    match slot {
+        Some(conn) => Ok(conn),
+        empty => Ok(empty.insert(store.tx().await?)),
+    }
+}
+
+/// After a database error the connection may be broken: back to the pool, which checks it.
+fn forget_if_broken<B: Backend, T>(slot: &mut Option<SqlTx<B>>, answer: &Result<T, Error>) {
+    if matches!(answer, Err(Error::Database { .. })) {
+        *slot = None;
+    }
+}

@@ -10,18 +10,28 @@
 # sqlx on one connection, to tell the driver's cost from the store's). MySQL/MariaDB: the
 # harness alone. Prints one table; the JSON lines and pgbench logs stay in $OUT.
 #
-# Environment: SECONDS_PER_RUN (10), CLIENTS ("1 8 32"), MYSQL_CLIENTS ("8"), ENTITIES (100000),
-# FSM_POSTGRES_URL, FSM_MYSQL_URL, OUT (target/bench), SKIP_MYSQL=1, SKIP_SQLITE=1, SKIP_BUILD=1.
+# Each cell runs ROUNDS times, library and baseline interleaved (lib, pgbench, lib, pgbench …):
+# one pair of runs moves more with the machine's noise than the gaps the ratios should show
+# (four runs of one day put PostgreSQL applied at 8 clients at 0.67 to 0.91 of pgbench). The
+# table shows median tps and the median of the per-round ratios with their min–max.
+#
+# Environment: SECONDS_PER_RUN (10), ROUNDS (3), CLIENTS ("1 8 32"), MYSQL_CLIENTS ("8"),
+# ENTITIES (100000), FSM_POSTGRES_URL, FSM_MYSQL_URL, OUT (target/bench), SKIP_MYSQL=1,
+# SKIP_SQLITE=1, SKIP_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 T=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-"1 8 32"}
 MYSQL_CLIENTS=${MYSQL_CLIENTS:-"8"}
 ENTITIES=${ENTITIES:-100000}
 PG_URL=${FSM_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 MYSQL_URL=${FSM_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
 OUT=${OUT:-target/bench}
+case $ROUNDS in
+'' | *[!0-9]* | 0*) echo "ROUNDS must be a positive integer, not '$ROUNDS'" >&2 && exit 2 ;;
+esac
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 RESULTS="$OUT/results.tsv"
@@ -49,16 +59,31 @@ BASELINE=target/release/sqlite-baseline
 # A field of a one-line JSON object (numbers, booleans, null).
 field() { sed -E 's/.*"'"$1"'":("?)([^,"}]*)\1.*/\2/' <<<"$2"; }
 
-# record BACKEND SCENARIO CLIENTS SIDE TPS P50 P99 ERRORS CHECK EXTRA. Also samples, after each
-# run, the 1-minute load average (which counts the benchmark's own clients and server
-# processes too) and how many compiler processes (rustc, cc, ld) other work was running.
+# The round being run (1..ROUNDS), set by each_round; every result is filed under it.
+round=0
+
+# each_round COMMAND ARGS...: runs the command ROUNDS times, one round after the other, so that
+# a cell's library and baseline runs alternate (lib, baseline, lib, baseline …).
+each_round() {
+    for round in $(seq 1 "$ROUNDS"); do "$@"; done
+}
+
+# Appends a JSON line, with the round as its first field.
+json() { printf '{"round":%s,%s\n' "$round" "${1#\{}" >>"$JSONL"; }
+
+# record BACKEND SCENARIO CLIENTS SIDE TPS P50 P99 ERRORS CHECK EXTRA: one line of results.tsv,
+# the round appended as an eleventh column. Also samples, after each run, the 1-minute load
+# average (which counts the benchmark's own clients and server processes too) and how many
+# compiler processes (rustc, cc, ld) other work was running.
 LOADS="$OUT/loadavg.txt"
 BUILDS="$OUT/builds.txt"
 : >"$LOADS"
 : >"$BUILDS"
 record() {
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$round" >>"$RESULTS"
     cut -d' ' -f1 /proc/loadavg >>"$LOADS"
+    # Not pgrep: it warns on every call about a pattern longer than 15 characters.
+    # shellcheck disable=SC2009
     ps -eo comm= | grep -cxE 'rustc|cc|cc1|ld|clippy-driver' >>"$BUILDS" || true
 }
 
@@ -68,13 +93,13 @@ harness() {
     local line
     line=$("$LOAD" --backend "$backend" --scenario "$scenario" --clients "$clients" --seconds "$T" \
         --entities "$ENTITIES" --url "$url")
-    echo "$line" >>"$JSONL"
+    json "$line"
     local check
     check=$(field verified "$line")
     [ "$check" = true ] && check=ok || check="NOT VERIFIED ($check)"
     record "$backend" "$scenario" "$clients" lib "$(field tps "$line")" "$(field p50_us "$line")" \
         "$(field p99_us "$line")" "$(field errors "$line")" "$check" "$(field already_applied_rate "$line")"
-    log "  lib      $backend $scenario c=$clients: $(field tps "$line") tps, errors $(field errors "$line"), $check"
+    log "  lib      $backend $scenario c=$clients r$round: $(field tps "$line") tps, errors $(field errors "$line"), $check"
 }
 
 setup() { "$LOAD" --backend "$1" --url "$2" --entities "$ENTITIES" --setup-only >/dev/null; }
@@ -87,7 +112,7 @@ pgbench_run() {
     setup postgres "$PG_URL"
     local at
     at=$(($(date +%s) * 1000000))
-    local logfile="$OUT/pgbench-$script-c$clients.log"
+    local logfile="$OUT/pgbench-$script-c$clients-r$round.log"
     pgbench -n -M prepared -c "$clients" -j "$clients" -T "$T" \
         -D k=0 -D nclients="$clients" -D entities="$ENTITIES" -D a=a -D b=b -D 'src_a={a}' -D 'src_b={b}' \
         -D tbl=bench_orders -D machine=BenchToggle -D at="$at" -D ksrc="pgbench-$script-$clients-$at" \
@@ -112,16 +137,14 @@ pgbench_run() {
     local mean_us
     mean_us=$(awk -v l="${latency:-0}" 'BEGIN { printf "%.0f", l * 1000 }')
     record postgres "$scenario" "$clients" "$script" "$tps" "mean $mean_us" - "${failed:-?}" "$check" -
-    log "  pgbench  $script c=$clients: $tps tps, $check"
+    log "  pgbench  $script c=$clients r$round: $tps tps, $check"
 }
 
-log "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-STARTED=$(date +%s)
-
-# --- PostgreSQL: library and pgbench, cell by cell, so that both see the same noise ---
-for c in $CLIENTS; do
-    log "PostgreSQL, $c clients"
+# One PostgreSQL cell, one round: every run of client count $1, each harness run right after the
+# pgbench runs of its scenario, so that both sides of a ratio see the same noise.
+postgres_cell() {
+    local c=$1
+    log "PostgreSQL, $c clients, round $round of $ROUNDS"
     pgbench_run applied applied "$c"
     harness postgres applied "$c" "$PG_URL"
     pgbench_run replay replay "$c"
@@ -133,59 +156,149 @@ for c in $CLIENTS; do
     pgbench_run pessimistic pessimistic "$c"
     harness postgres pessimistic "$c" "$PG_URL"
     if [ "$c" -gt 1 ]; then harness postgres contended "$c" "$PG_URL"; fi
-done
+}
 
-# --- SQLite: one connection on both sides ---
-if [ "${SKIP_SQLITE:-0}" != 1 ]; then
-    DB="$OUT/bench.sqlite"
-    log "SQLite ($DB)"
+# One SQLite round: per scenario, each driver of sqlite-baseline then the harness, all on one
+# connection; then the harness's contended scenario.
+sqlite_round() {
+    local db=$1 s driver drivers line
+    log "SQLite ($db), round $round of $ROUNDS"
     for s in applied replay keyed; do
         drivers="rusqlite sqlx"
         [ "$s" = applied ] && drivers="rusqlite rusqlite-blocking sqlx"
         for driver in $drivers; do
-            setup sqlite "sqlite://$DB"
-            line=$("$BASELINE" --path "$DB" --scenario "$s" --seconds "$T" --entities "$ENTITIES" --driver "$driver")
-            echo "$line" >>"$JSONL"
+            setup sqlite "sqlite://$db"
+            line=$("$BASELINE" --path "$db" --scenario "$s" --seconds "$T" --entities "$ENTITIES" --driver "$driver")
+            json "$line"
             record sqlite "$s" 1 "$driver" "$(field tps "$line")" "$(field p50_us "$line")" \
                 "$(field p99_us "$line")" 0 ok -
-            log "  $driver $s c=1: $(field tps "$line") tps"
+            log "  $driver $s c=1 r$round: $(field tps "$line") tps"
         done
-        harness sqlite "$s" 1 "sqlite://$DB"
+        harness sqlite "$s" 1 "sqlite://$db"
     done
-    harness sqlite contended 8 "sqlite://$DB"
-fi
+    harness sqlite contended 8 "sqlite://$db"
+}
+
+# One MySQL/MariaDB round for client count $1: the library alone, no baseline to alternate with.
+mysql_cell() {
+    local c=$1 s
+    log "MySQL/MariaDB, $c clients, round $round of $ROUNDS"
+    for s in applied replay keyed pessimistic contended; do harness mysql "$s" "$c" "$MYSQL_URL"; done
+}
+
+log "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date +%s)
+
+# --- PostgreSQL: library and pgbench, cell by cell, round by round ---
+for c in $CLIENTS; do each_round postgres_cell "$c"; done
+
+# --- SQLite: one connection on both sides ---
+if [ "${SKIP_SQLITE:-0}" != 1 ]; then each_round sqlite_round "$OUT/bench.sqlite"; fi
 
 # --- MySQL / MariaDB: the library alone ---
 if [ "${SKIP_MYSQL:-0}" != 1 ]; then
-    log "MySQL/MariaDB"
-    for c in $MYSQL_CLIENTS; do
-        for s in applied replay keyed pessimistic contended; do harness mysql "$s" "$c" "$MYSQL_URL"; done
-    done
+    for c in $MYSQL_CLIENTS; do each_round mysql_cell "$c"; done
 fi
 
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - STARTED))
 
-# --- The table ---
-tps_of() { awk -F'\t' -v b="$1" -v s="$2" -v c="$3" -v side="$4" \
-    '$1 == b && $2 == s && $3 == c && $4 == side { print $5; exit }' "$RESULTS"; }
-ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-ge() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r != "-" && r + 0 >= t + 0) }'; }
+# --- The table: medians over the rounds ---
+# results.tsv: backend, scenario, clients, side, tps, p50, p99, errors, check, extra, round.
+
+# values BACKEND SCENARIO CLIENTS SIDE COLUMN: that column of the series, one line per round.
+values() {
+    awk -F'\t' -v b="$1" -v s="$2" -v c="$3" -v side="$4" -v col="$5" \
+        '$1 == b && $2 == s && $3 == c && $4 == side { print $col }' "$RESULTS"
+}
+
+# Reads numbers, one a line, skipping anything else (null, -); prints "median min max count",
+# or "- - - 0" when there are none. The median of an even count is the mean of the middle two.
+stats() {
+    awk '$1 ~ /^-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$/ { print $1 }' | sort -g |
+        awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "- - - 0"; exit }
+            m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%.6f %s %s %d\n", m, v[1], v[NR], NR }'
+}
+
+# median FORMAT BACKEND SCENARIO CLIENTS SIDE COLUMN: the median of a column over the rounds,
+# printed with FORMAT, or "-".
+median() {
+    local format=$1
+    shift
+    values "$@" | stats | awk -v f="$format" '{ if ($4 == 0) print "-"; else printf f "\n", $1 }'
+}
+
+# total BACKEND SCENARIO CLIENTS SIDE COLUMN: the sum of a column over the rounds (errors).
+total() { values "$@" | awk '{ n += $1 } END { print n + 0 }'; }
+
+# rounds_of BACKEND SCENARIO CLIENTS SIDE: how many rounds the series has.
+rounds_of() { values "$@" 5 | wc -l; }
+
+# checks BACKEND SCENARIO CLIENTS SIDE: "ok" if every round's check was ok, else each round that
+# was not, with its check.
+checks() {
+    awk -F'\t' -v b="$1" -v s="$2" -v c="$3" -v side="$4" '
+        $1 == b && $2 == s && $3 == c && $4 == side {
+            n++
+            if ($9 != "ok") { bad = bad sep "round " $11 ": " $9; sep = "; " }
+        }
+        END { print (n == 0 ? "no run" : bad == "" ? "ok" : bad) }' "$RESULTS"
+}
+
+# ratios BACKEND CLIENTS SCENARIO SIDE SCENARIO2 SIDE2: for each round that has both series, the
+# first's tps over the second's, one a line (a round whose second series made 0 tps has none).
+ratios() {
+    awk -F'\t' -v b="$1" -v c="$2" -v s1="$3" -v d1="$4" -v s2="$5" -v d2="$6" '
+        $1 == b && $3 == c && $2 == s1 && $4 == d1 { num[$11] = $5 }
+        $1 == b && $3 == c && $2 == s2 && $4 == d2 { den[$11] = $5 }
+        END { for (r in num) if ((r in den) && den[r] > 0) printf "%.6f\n", num[r] / den[r] }' "$RESULTS"
+}
+
+# ratio BACKEND CLIENTS SCENARIO SIDE SCENARIO2 SIDE2: the median of the per-round ratios and
+# their min–max, e.g. "0.82 (0.79–0.85)"; a single ratio has no spread, and rounds without a
+# ratio are counted, e.g. "0.82 (0.79–0.85, 2 of 3 rounds)". "-" when there is none.
+ratio() {
+    ratios "$@" | stats | awk -v rounds="$ROUNDS" '{
+        if ($4 == 0) { print "-"; exit }
+        cell = sprintf("%.2f", $1)
+        missing = $4 < rounds ? $4 " of " rounds " rounds" : ""
+        if ($4 > 1) cell = cell sprintf(" (%.2f–%.2f", $2, $3) (missing == "" ? "" : ", " missing) ")"
+        else if (missing != "") cell = cell " (" missing ")"
+        print cell }'
+}
+
+# ge CELL TARGET: whether the median of a ratio cell (its first word) reaches the target.
+ge() { awk -v r="${1%% *}" -v t="$2" 'BEGIN { exit !(r != "-" && r + 0 >= t + 0) }'; }
+
+# rounds N: "1 round", "3 rounds".
+rounds() { if [ "$1" = 1 ]; then echo "1 round"; else echo "$1 rounds"; fi; }
+
+# The series of the library, in the order they ran: backend, scenario, clients.
+lib_series() { awk -F'\t' '$4 == "lib" && !seen[$1 FS $2 FS $3]++ { print $1 "\t" $2 "\t" $3 }' "$RESULTS"; }
 
 {
-    echo "bench/compare.sh: ${T} s per run; $(nproc) cores; load average at start $START_LOAD, at end $END_LOAD," \
+    echo "bench/compare.sh: ${T} s per run, $(rounds "$ROUNDS") per cell; $(nproc) cores; load average at start $START_LOAD, at end $END_LOAD," \
         "1-minute load after each run: median $(sort -n "$LOADS" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')," \
         "max $(sort -n "$LOADS" | tail -1); runs during which other work was compiling:" \
         "$(awk '$1 > 0' "$BUILDS" | wc -l) of $(wc -l <"$BUILDS");" \
         "$(psql_scalar 'SHOW server_version' | cut -d' ' -f1) PostgreSQL, $(pgbench --version | awk '{print $3}') pgbench;" \
         "${ELAPSED} s in all"
     echo
-    echo "| backend | scenario | clients | library tps | p50 us | p99 us | errors | checked | baseline | baseline tps | ratio |"
-    echo "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|"
-    while IFS=$'\t' read -r backend scenario clients side tps p50 p99 errors check extra; do
-        [ "$side" = lib ] || continue
+    echo "| backend | scenario | clients | rounds | library tps | p50 us | p99 us | errors | checked | baseline | baseline tps | ratio |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"
+    while IFS=$'\t' read -r backend scenario clients; do
+        series=("$backend" "$scenario" "$clients")
+        tps=$(median %.0f "${series[@]}" lib 5)
+        p50=$(median %.0f "${series[@]}" lib 6)
+        p99=$(median %.0f "${series[@]}" lib 7)
+        errors=$(total "${series[@]}" lib 8)
+        check=$(checks "${series[@]}" lib)
+        n=$(rounds_of "${series[@]}" lib)
         note=$scenario
-        [ "$scenario" = contended ] && note="contended (AlreadyApplied rate $extra)"
+        [ "$scenario" = contended ] && note="contended (AlreadyApplied rate $(median %.4f "${series[@]}" lib 10))"
         baselines=()
         case $backend/$scenario in
         postgres/applied) baselines=(applied) ;;
@@ -195,45 +308,51 @@ ge() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r != "-" && r + 0 >= t + 0) }'; }
         sqlite/applied) [ "$clients" = 1 ] && baselines=(rusqlite rusqlite-blocking sqlx) ;;
         sqlite/*) [ "$clients" = 1 ] && baselines=(rusqlite sqlx) ;;
         esac
-        if [ ${#baselines[@]} -eq 0 ]; then
-            echo "| $backend | $note | $clients | $tps | $p50 | $p99 | $errors | $check | - | - | - |"
-        fi
+        row="| $backend | $note | $clients | $n | $tps | $p50 | $p99 | $errors | $check"
+        if [ ${#baselines[@]} -eq 0 ]; then echo "$row | - | - | - |"; fi
         for base in "${baselines[@]}"; do
-            btps=$(tps_of "$backend" "$scenario" "$clients" "$base")
             label="pgbench $base.sql"
             [ "$base" = rusqlite ] && label="rusqlite loop"
             [ "$base" = rusqlite-blocking ] && label="rusqlite, spawn_blocking per transition"
             [ "$base" = sqlx ] && label="sqlx loop, one connection"
-            bcheck=$(awk -F'\t' -v b="$backend" -v s="$scenario" -v c="$clients" -v side="$base" \
-                '$1 == b && $2 == s && $3 == c && $4 == side { print $9; exit }' "$RESULTS")
+            bcheck=$(checks "${series[@]}" "$base")
             [ "$bcheck" = ok ] || label="$label ($bcheck)"
-            echo "| $backend | $note | $clients | $tps | $p50 | $p99 | $errors | $check | $label | $btps | $(ratio "$tps" "$btps") |"
+            echo "$row | $label | $(median %.0f "${series[@]}" "$base" 5) |" \
+                "$(ratio "$backend" "$clients" "$scenario" lib "$scenario" "$base") |"
         done
-    done <"$RESULTS"
+    done < <(lib_series)
     echo
-    echo "Targets (issue 6):"
+    echo "library tps, baseline tps, p50 and p99: medians over the rounds; errors: summed over them;" \
+        "ratio: the median of the per-round ratios (library tps / baseline tps of the same round)" \
+        "and their min–max; checked: ok only if every round's check was."
+    echo
+    echo "Targets (issue 6; median ratios over the rounds, min–max in brackets):"
     verdict() { if ge "$2" "$3"; then echo "- met:    $1: $2 (target >= $3)"; else echo "- MISSED: $1: $2 (target >= $3)"; fi; }
     for c in $CLIENTS; do
         [ "$c" = 1 ] && continue
         verdict "PostgreSQL applied / pgbench applied.sql, $c clients" \
-            "$(ratio "$(tps_of postgres applied "$c" lib)" "$(tps_of postgres applied "$c" applied)")" 0.9
+            "$(ratio postgres "$c" applied lib applied applied)" 0.9
         verdict "PostgreSQL keyed / pgbench keyed.sql, $c clients" \
-            "$(ratio "$(tps_of postgres keyed "$c" lib)" "$(tps_of postgres keyed "$c" keyed)")" 0.9
+            "$(ratio postgres "$c" keyed lib keyed keyed)" 0.9
         verdict "PostgreSQL keyed / pgbench keyed_multi.sql, $c clients" \
-            "$(ratio "$(tps_of postgres keyed "$c" lib)" "$(tps_of postgres keyed "$c" keyed_multi)")" 2
+            "$(ratio postgres "$c" keyed lib keyed keyed_multi)" 2
     done
     for c in $CLIENTS; do
         verdict "PostgreSQL replay / applied (library), $c clients" \
-            "$(ratio "$(tps_of postgres replay "$c" lib)" "$(tps_of postgres applied "$c" lib)")" 1
+            "$(ratio postgres "$c" replay lib applied lib)" 1
     done
     last=${CLIENTS##* }
     verdict "PostgreSQL applied / pessimistic (library), $last clients" \
-        "$(ratio "$(tps_of postgres applied "$last" lib)" "$(tps_of postgres pessimistic "$last" lib)")" 1.5
+        "$(ratio postgres "$last" applied lib pessimistic lib)" 1.5
     if [ "${SKIP_SQLITE:-0}" != 1 ]; then
-        verdict "SQLite applied / rusqlite loop, 1 client" \
-            "$(ratio "$(tps_of sqlite applied 1 lib)" "$(tps_of sqlite applied 1 rusqlite)")" 0.8
+        verdict "SQLite applied / rusqlite loop, 1 client" "$(ratio sqlite 1 applied lib applied rusqlite)" 0.8
     fi
-    awk -F'\t' '$2 == "contended" && $4 == "lib" {
-        printf "- %s %s contended, %s clients: %s errors (target 0), AlreadyApplied rate %s\n",
-            ($8 == 0 ? "met:   " : "MISSED:"), $1, $3, $8, $10 }' "$RESULTS"
+    # Contended: any error in any round misses the target.
+    while IFS=$'\t' read -r backend scenario clients; do
+        [ "$scenario" = contended ] || continue
+        errors=$(total "$backend" contended "$clients" lib 8)
+        [ "$errors" = 0 ] && v="met:   " || v="MISSED:"
+        echo "- $v $backend contended, $clients clients: $errors errors in" \
+            "$(rounds "$(rounds_of "$backend" contended "$clients" lib)") (target 0), AlreadyApplied rate $(median %.4f "$backend" contended "$clients" lib 10) (median)"
+    done < <(lib_series)
 } | tee "$OUT/table.md"

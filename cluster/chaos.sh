@@ -32,14 +32,22 @@ faults=$work/faults
 
 log() { printf 'chaos %s (%s): %s\n' "$engine" "$(date +%T)" "$*" >&2; }
 
-# Records one injected fault (one line per fault: the count comes from this file).
-fault() { echo "$(date +%T.%N) $*" >>"$faults"; log "fault: $*"; }
+# Records one injected fault, after it was injected and while the load still runs (one line
+# per fault: the load reads the count from this file at its end).
+fault() {
+  if ! kill -0 "$load" 2>/dev/null; then
+    log "not counted (the load has ended): $*"
+    return 0
+  fi
+  echo "$(date +%T.%N) $*" >>"$faults"
+  log "fault: $*"
+}
 
 build() {
   local flag=()
   [ "$profile" = release ] && flag=(--release)
-  cargo build --quiet "${flag[@]}" --bin fsm-chaos
-  echo "target/$profile/fsm-chaos"
+  cargo build --quiet "${flag[@]}" --bin fsm-chaos || return 1
+  echo "${CARGO_TARGET_DIR:-target}/$profile/fsm-chaos"
 }
 
 # Kills `count` random client connections of the load on the Galera node at `port`.
@@ -86,15 +94,15 @@ pg_faults() {
   sleep 6
   kill_pg_connections 2
   sleep 3
-  fault "pg_autoctl perform failover"
   cluster/pg-failover.sh failover >&2
+  fault "pg_autoctl perform failover"
   sleep 6
   kill_pg_connections 2
   sleep 3
   # The postmaster and its pg_autoctl keeper (which would restart it in place): the monitor
   # notices the crash and the other node takes over again.
-  fault "kill -9 of the new primary's postmaster and keeper"
   cluster/pg-failover.sh crash-primary >&2
+  fault "kill -9 of the new primary's postmaster and keeper"
   cluster/pg-failover.sh wait-writable 120 >&2 || log "not writable again within 120 s"
   log "bringing the crashed node back as the standby"
   cluster/pg-failover.sh up >&2 || log "the crashed node did not come back"
@@ -115,7 +123,8 @@ case "$engine" in
     ;;
 esac
 
-binary=$(build)
+binary=$(build) || { log "fsm-chaos did not build"; exit 1; }
+[ -x "$binary" ] || { log "no fsm-chaos at $binary"; exit 1; }
 log "load: $clients clients for $seconds s on $urls"
 "$binary" --engine "$engine" --urls "$urls" --clients "$clients" --seconds "$seconds" --faults-file "$faults" \
   >"$work/result" &
@@ -137,11 +146,12 @@ if [[ "$result" != RESULT* ]]; then
   cat "$work/result" >&2
   exit 1
 fi
-count=$(wc -l <"$faults")
+# The faults the load counted (injected while it ran).
+count=$(sed -nE 's/.* faults=([0-9]+) .*/\1/p' <<<"$result")
 verdict=0
 [ "$status" -eq 0 ] || { log "the load found lost or doubled moves, or answers the outcome table does not allow"; verdict=1; }
 [[ "$result" == *" acked_lost=0 "* ]] || verdict=1
 [[ "$result" == *" doubled=0 "* ]] || verdict=1
-[ "$count" -gt 0 ] || { log "no fault was injected"; verdict=1; }
+[ "${count:-0}" -gt 0 ] || { log "no fault was injected while the load ran"; verdict=1; }
 echo "$result"
 exit "$verdict"

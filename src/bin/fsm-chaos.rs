@@ -165,7 +165,10 @@ async fn one_move<S: Store<Toggle>>(
     (client, id, target, key): (usize, i64, Toggle, Option<IdempotencyKey>),
 ) {
     let fingerprint = Fingerprint::of_bytes(format!("{id}:{}", target.as_str()).as_bytes());
+    // A cluster that never answers again fails the run instead of hanging it.
+    let deadline = Instant::now() + Duration::from_secs(300);
     for attempt in 0.. {
+        assert!(Instant::now() < deadline, "entity {id}: no answer to its move for 300 s");
         let mut request = TransitionRequest::to(id, target);
         if let Some(key) = &key {
             request = request.idempotency_key(key.clone(), fingerprint.clone());
@@ -265,7 +268,7 @@ async fn contended<S: Store<Toggle> + 'static>(nodes: Vec<S>, args: Args) -> i32
     for id in 1..=i64::try_from(args.entities).unwrap_or(0) {
         let (version, rows) = read_until_answered(nodes.at(0), id).await;
         versions += version;
-        history += rows;
+        history += rows.len() as u64;
     }
     println!(
         "CONTENDED engine={} nodes={} clients={} applied={applied} per_second={:.0} versions={versions} history={history}",
@@ -282,26 +285,36 @@ async fn verify<S: Store<Toggle>>(store: &S, owned: &[Owned]) -> (u64, u64) {
     let (mut lost, mut doubled) = (0u64, 0u64);
     for client in owned {
         for (id, moves) in client.ids.iter().zip(&client.moves) {
-            let (version, history) = read_until_answered(store, *id).await;
-            if version != *moves || history != version {
-                eprintln!("chaos: entity {id}: {moves} moves, version {version}, {history} history rows");
+            let (version, versions) = read_until_answered(store, *id).await;
+            let history = versions.len() as u64;
+            // Each version once, 1 to the entity's: a lost and a doubled row do not cancel out.
+            let distinct: std::collections::BTreeSet<u64> = versions.iter().copied().collect();
+            let gaps = (1..=version).filter(|v| !distinct.contains(v)).count() as u64;
+            let extra = history - distinct.iter().filter(|v| (1..=version).contains(*v)).count() as u64;
+            if version != *moves || history != version || gaps != 0 || extra != 0 {
+                eprintln!(
+                    "chaos: entity {id}: {moves} moves, version {version}, {history} history rows, \
+                     {gaps} versions missing from the history, {extra} rows beyond them"
+                );
             }
-            lost += moves.saturating_sub(version) + version.saturating_sub(history);
-            doubled += version.saturating_sub(*moves) + history.saturating_sub(version);
+            lost += moves.saturating_sub(version) + gaps;
+            doubled += version.saturating_sub(*moves) + extra;
         }
     }
     (lost, doubled)
 }
 
-/// The entity's version and history rows, read again until the cluster answers (it may still be
-/// failing over when the run ends).
-async fn read_until_answered<S: Store<Toggle>>(store: &S, id: i64) -> (u64, u64) {
+/// The entity's version and the versions of its history rows, read again until the cluster
+/// answers (it may still be failing over when the run ends).
+async fn read_until_answered<S: Store<Toggle>>(store: &S, id: i64) -> (u64, Vec<u64>) {
     let deadline = Instant::now() + Duration::from_secs(180);
+    let unsigned = |version: i64| u64::try_from(version).unwrap_or(0);
     loop {
-        let read =
-            async { Ok::<_, fsm_runtime::Error>((store.get(id).await?.version, store.history(id).await?.len())) };
+        let read = async { Ok::<_, fsm_runtime::Error>((store.get(id).await?.version, store.history(id).await?)) };
         match read.await {
-            Ok((version, history)) => return (u64::try_from(version).unwrap_or(0), history as u64),
+            Ok((version, history)) => {
+                return (unsigned(version), history.iter().map(|h| unsigned(h.version)).collect());
+            }
             Err(error) if Instant::now() < deadline => {
                 eprintln!("chaos: reading entity {id} for the check: {error}; again");
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! fsm-load --backend memory|sqlite|postgres|mysql \
-//!          --scenario applied|replay|keyed|contended|pessimistic \
+//!          --scenario applied|replay|keyed|contended|pessimistic|batch [--batch-size 100] \
 //!          --clients N --seconds T [--entities 100000] [--url URL] [--session]
 //! ```
 //!
@@ -19,7 +19,9 @@
 //! - `contended`: every client on the same 10 entities, each asking for the state after the one
 //!   it last saw: the losers of a race get `AlreadyApplied`, counted in `already_applied`;
 //! - `pessimistic`: `applied` done the read-decide-write way: `store.lock(id)`, read the locked
-//!   row, `transition` to the other state, `commit`.
+//!   row, `transition` to the other state, `commit`;
+//! - `batch`: `applied` in batches of `--batch-size` distinct entities of the client, with
+//!   `store.apply_many`; `ops` and `tps` count transitions.
 //!
 //! After a run on an SQL backend the harness checks the tables: one history row and one version
 //! step per `Applied` (and one stored key per keyed `Applied`); `"verified"` says whether they
@@ -91,6 +93,7 @@ enum Scenario {
     Keyed,
     Contended,
     Pessimistic,
+    Batch,
 }
 
 /// A load harness for fsm-runtime's stores: one JSON line per run.
@@ -126,6 +129,10 @@ struct Args {
     /// acquire); off by default.
     #[arg(long)]
     test_before_acquire: bool,
+    /// Requests per `apply_many` in the `batch` scenario (transitions of distinct entities of
+    /// the client); throughput counts transitions, latency batches.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
     /// Each client sends its transitions through a `Session` (one connection kept across its
     /// requests) instead of taking a pooled connection per call (SQL backends).
     #[arg(long)]
@@ -199,6 +206,19 @@ impl Tally {
     fn record(&mut self, started: Instant, result: &Result<Outcome<Toggle>, fsm_runtime::Error>) {
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
         self.latency_us.saturating_record(micros);
+        self.count(result);
+    }
+
+    /// A batch: its latency once, each answer as an operation.
+    fn record_batch(&mut self, started: Instant, answers: &[Result<Outcome<Toggle>, fsm_runtime::Error>]) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        self.latency_us.saturating_record(micros);
+        for answer in answers {
+            self.count(answer);
+        }
+    }
+
+    fn count(&mut self, result: &Result<Outcome<Toggle>, fsm_runtime::Error>) {
         match result {
             Ok(outcome) => {
                 self.ops += 1;
@@ -246,6 +266,8 @@ struct Run {
     run_tag: String,
     /// The state each client last saw of each hot entity (`contended`).
     hot: Vec<AtomicU8>,
+    /// Requests per `apply_many` (`batch`).
+    batch_size: usize,
 }
 
 /// One client's loop.
@@ -265,8 +287,25 @@ async fn client<S: Store<Toggle> + 'static>(
     let mut seq = 0i64;
     while Instant::now() < run.deadline {
         let started = Instant::now();
+        if run.scenario == Scenario::Batch {
+            // `batch_size` of this client's entities (distinct), each to the state it is not in.
+            let first = rng.below(owned as u64) as usize;
+            let slots: Vec<usize> = (0..run.batch_size.min(states.len())).map(|k| (first + k) % states.len()).collect();
+            let requests = slots
+                .iter()
+                .map(|&j| TransitionRequest::to(1 + index as i64 + clients * j as i64, states[j].other()))
+                .collect();
+            let answers = store.apply_many(requests).await;
+            for (&j, answer) in slots.iter().zip(&answers) {
+                if let Ok(outcome) = answer {
+                    states[j] = outcome.state();
+                }
+            }
+            tally.record_batch(started, &answers);
+            continue;
+        }
         let result = match run.scenario {
-            Scenario::Applied | Scenario::Keyed | Scenario::Pessimistic => {
+            Scenario::Applied | Scenario::Keyed | Scenario::Pessimistic | Scenario::Batch => {
                 let j = rng.below(owned as u64) as usize;
                 let id = 1 + index as i64 + clients * j as i64;
                 let to = states[j].other();
@@ -333,6 +372,7 @@ where
         deadline: started + Duration::from_secs_f64(args.seconds),
         run_tag: run_tag.to_owned(),
         hot: (0..HOT_ENTITIES).map(|_| AtomicU8::new(Toggle::A.code())).collect(),
+        batch_size: args.batch_size.max(1),
     });
     let tasks: Vec<_> = (0..args.clients)
         .map(|index| tokio::spawn(client(store.clone(), sender(&store), run.clone(), index)))
@@ -371,6 +411,7 @@ fn scenario_name(scenario: Scenario) -> &'static str {
         Scenario::Keyed => "keyed",
         Scenario::Contended => "contended",
         Scenario::Pessimistic => "pessimistic",
+        Scenario::Batch => "batch",
     }
 }
 

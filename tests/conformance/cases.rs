@@ -1008,3 +1008,93 @@ where
     assert_eq!(clone.delete(1).await.unwrap(), DeleteOutcome::Deleted);
     assert!(matches!(store.get(1).await.unwrap_err(), Error::NotFound { .. }));
 }
+
+/// Every row of the outcome table as items of one batch, mixed: one answer per request, in
+/// order, each what `apply` answers alone; two items for one entity run in their order; a
+/// refused item fails alone.
+pub async fn batch_follows_outcome_table<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    for id in 1..=5 {
+        store.create(id).await.unwrap();
+    }
+    let pay = |seq| TransitionRequest::to(3, Order::Paid).idempotency_key(key(&table, seq), fingerprint("pay 3"));
+    let answers = store
+        .apply_many(vec![
+            TransitionRequest::to(1, Order::Paid),
+            TransitionRequest::to(1, Order::Paid),
+            TransitionRequest::to(1, Order::Shipped),
+            TransitionRequest::to(99, Order::Paid),
+            TransitionRequest::to(2, Order::Shipped),
+            pay(7),
+            pay(7),
+            TransitionRequest::to(4, Order::Paid).expect_version(5),
+            TransitionRequest::fire(5, OrderEvent::Pay),
+            TransitionRequest::to(5, Order::Cancelled),
+        ])
+        .await;
+    assert_eq!(answers.len(), 10);
+    let mut answers = answers.into_iter();
+    let mut next = || answers.next().unwrap();
+    assert_eq!(next().unwrap(), Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+    assert_eq!(next().unwrap(), Outcome::AlreadyApplied { state: Order::Paid, version: 1 });
+    assert_eq!(next().unwrap(), Outcome::Applied { from: Order::Paid, to: Order::Shipped, version: 2 });
+    assert!(matches!(next(), Err(Error::NotFound { .. })));
+    assert!(matches!(next(), Err(Error::InvalidTransition { from: "created", to: "shipped", .. })));
+    assert_eq!(next().unwrap(), Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+    assert_eq!(next().unwrap(), Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 });
+    assert!(matches!(next(), Err(Error::VersionConflict { expected: 5, actual: 0, .. })));
+    assert_eq!(next().unwrap(), Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+    assert_eq!(next().unwrap(), Outcome::Applied { from: Order::Paid, to: Order::Cancelled, version: 2 });
+    for (id, state, version) in [
+        (1, Order::Shipped, 2),
+        (2, Order::Created, 0),
+        (3, Order::Paid, 1),
+        (4, Order::Created, 0),
+        (5, Order::Cancelled, 2),
+    ] {
+        assert_eq!(store.get(id).await.unwrap(), Snapshot { state, version }, "entity {id}");
+        assert_eq!(store.history(id).await.unwrap().len(), usize::try_from(version).unwrap(), "entity {id}");
+    }
+    assert!(store.apply_many(Vec::new()).await.is_empty());
+}
+
+/// Batches racing each other and single transitions on the same entities: exactly one
+/// `Applied` per move, the others `AlreadyApplied`; history == version.
+pub async fn batches_race_singles<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    const ENTITIES: i64 = 20;
+    for id in 1..=ENTITIES {
+        store.create(id).await.unwrap();
+    }
+    let batches = (0..6).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let requests = (1..=ENTITIES).map(|id| TransitionRequest::to(id, Order::Paid)).collect();
+            store.apply_many(requests).await.into_iter().map(Result::unwrap).collect::<Vec<_>>()
+        })
+    });
+    let singles = (0..6).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for id in (1..=ENTITIES).rev() {
+                answers.push(store.transition(id, Order::Paid).await.unwrap());
+            }
+            answers
+        })
+    });
+    let tasks: Vec<_> = batches.chain(singles).collect();
+    let mut applied = 0;
+    for task in tasks {
+        for answer in task.await.unwrap() {
+            match answer {
+                Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 } => applied += 1,
+                Outcome::AlreadyApplied { state: Order::Paid, version: 1 } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(applied, ENTITIES, "one Applied per entity");
+    for id in 1..=ENTITIES {
+        assert_eq!(store.get(id).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+        assert_eq!(store.history(id).await.unwrap().len(), 1, "entity {id}");
+    }
+}

@@ -39,9 +39,18 @@ trait Server: fsm_runtime::sql::Backend {
     async fn exec(admin: &sqlx::Pool<Self>, sql: String);
     /// What a store on the entity table `table` leaves behind.
     fn leftovers(table: &str) -> Leftovers;
+    /// A transaction on `admin` that holds row 1 of `table` (`FOR UPDATE`).
+    async fn lock_row(admin: &sqlx::Pool<Self>, table: &str) -> sqlx::Transaction<'static, Self>;
 }
 
 impl Server for sqlx::Postgres {
+    async fn lock_row(admin: &sqlx::Pool<Self>, table: &str) -> sqlx::Transaction<'static, Self> {
+        let mut locker = admin.begin().await.unwrap();
+        let lock = format!("SELECT version FROM {table} WHERE id = 1 FOR UPDATE");
+        sqlx::query(sqlx::AssertSqlSafe(lock)).fetch_one(&mut *locker).await.unwrap();
+        locker
+    }
+
     async fn connection_id(pool: &sqlx::Pool<Self>) -> i64 {
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(pool).await.unwrap();
         i64::from(pid)
@@ -80,6 +89,13 @@ impl Server for sqlx::Postgres {
 }
 
 impl Server for sqlx::MySql {
+    async fn lock_row(admin: &sqlx::Pool<Self>, table: &str) -> sqlx::Transaction<'static, Self> {
+        let mut locker = admin.begin().await.unwrap();
+        let lock = format!("SELECT version FROM {table} WHERE id = 1 FOR UPDATE");
+        sqlx::query(sqlx::AssertSqlSafe(lock)).fetch_one(&mut *locker).await.unwrap();
+        locker
+    }
+
     async fn connection_id(pool: &sqlx::Pool<Self>) -> i64 {
         let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(pool).await.unwrap();
         i64::try_from(id).unwrap()
@@ -233,9 +249,9 @@ async fn session_survives_a_killed_connection<B: Server>(test: &str) {
     teardown(&admin, &table).await;
 }
 
-/// A request cancelled halfway (a timeout around it) leaves the session usable: the session
-/// closes the connection the request left in an unknown state and takes another one, and the
-/// next request applies once. (Two connections: sqlx may take a few seconds to close one that
+/// A request cancelled halfway (a timeout around it, while it waits for a row another
+/// transaction holds) leaves the session usable: the connection the request left in an unknown
+/// state is closed, the session takes another one, and the next request applies once. (Two connections: sqlx may take a few seconds to close one that
 /// was cut off mid-request, and keeps its place in the pool meanwhile.)
 async fn session_request_cancelled<B: Server>(test: &str) {
     let Some((store, table, admin, _leftovers)) = setup::<B>(test).await else { return };
@@ -243,12 +259,31 @@ async fn session_request_cancelled<B: Server>(test: &str) {
     let store = SqlStore::<Order, B>::with_mapping(pool, store.mapping().clone()).await.unwrap();
     let mut session = store.session();
     assert_eq!(session.get(1).await.unwrap().version, 0, "the session holds a connection");
-    let cut = tokio::time::timeout(Duration::from_micros(1), session.transition(1, Order::Paid)).await;
-    assert!(cut.is_err(), "cancelled before its answer");
+    // Another transaction holds the row: the request waits for it, and is cancelled waiting.
+    let locker = B::lock_row(&admin, &table).await;
+    let cut = tokio::time::timeout(Duration::from_millis(300), session.transition(1, Order::Paid)).await;
+    assert!(cut.is_err(), "cancelled while it waited for the row");
+    locker.rollback().await.unwrap();
     let again = session.transition(1, Order::Paid).await.unwrap();
     assert_eq!(again.state(), Order::Paid);
     assert_eq!(session.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
     assert_eq!(store.history(1).await.unwrap().len(), 1, "applied once, whichever attempt did");
+    teardown(&admin, &table).await;
+}
+
+/// A request whose effect fails leaves no transaction open on the session's connection: the
+/// entity is not locked while the session waits for its next request.
+async fn session_effect_fails<B: Server>(test: &str) {
+    let Some((store, table, admin, _leftovers)) = setup::<B>(test).await else { return };
+    let pool = pool_options::<B>().max_connections(2).connect(&B::url()).await.unwrap();
+    let store = SqlStore::<Order, B>::with_mapping(pool, store.mapping().clone()).await.unwrap();
+    let mut session = store.session();
+    let failing = TransitionRequest::to(1, Order::Paid).effect(|_tx| Box::pin(async { Err("declined".into()) }));
+    assert!(matches!(session.apply(failing).await, Err(Error::Effect { .. })));
+    let other = tokio::time::timeout(Duration::from_secs(3), store.transition(1, Order::Paid)).await;
+    let other = other.expect("the row is not locked by the session").unwrap();
+    assert_eq!(other, Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+    assert_eq!(session.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
     teardown(&admin, &table).await;
 }
 
@@ -266,6 +301,11 @@ macro_rules! per_server {
                 #[tokio::test]
                 async fn session_survives_a_killed_connection() {
                     super::session_survives_a_killed_connection::<$db>(concat!(stringify!($module), "_session")).await;
+                }
+
+                #[tokio::test]
+                async fn session_effect_fails() {
+                    super::session_effect_fails::<$db>(concat!(stringify!($module), "_effect")).await;
                 }
 
                 #[tokio::test]

@@ -116,6 +116,8 @@ macro_rules! conformance {
                 create_with_unknown_column: Order,
                 create_with_values_round_trip: Order,
                 clones_share_state: Order,
+                batch_follows_outcome_table: Order,
+                batches_race_singles: Order,
             );
         }
     };

@@ -149,6 +149,54 @@ pub trait Store<M: StateMachine>: Send + Sync {
         request: TransitionRequest<'a, M, Self::Tx>,
     ) -> impl Future<Output = Result<Outcome<M>, Error>> + Send + 'a;
 
+    /// Runs `requests` as one batch: one answer per request, in the order of the requests, each
+    /// exactly what [`Store::apply`] answers for it (`Applied`, `AlreadyApplied`, `Replayed`,
+    /// or its error: `InvalidTransition`, `NotFound`, a version conflict, a reused key…). A
+    /// refused or failed request fails alone; two requests for one entity run in their order.
+    /// For all or nothing, run the requests inside your own transaction
+    /// ([`SqlStore::within`](crate::store::SqlStore::within)) and roll it back on an error.
+    ///
+    /// The SQL stores send the whole batch on one connection of the pool (a
+    /// [`Session`]); the memory store applies it request by request.
+    ///
+    /// ```
+    /// use fsm_runtime::{MemoryStore, Outcome, StateMachine, Store, TransitionRequest};
+    ///
+    /// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// enum Door { #[state(initial)] Closed, #[transition(from = Closed)] Open }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = MemoryStore::<Door>::new();
+    /// store.create(1).await?;
+    /// let answers = store
+    ///     .apply_many(vec![
+    ///         TransitionRequest::to(1, Door::Open),
+    ///         TransitionRequest::to(1, Door::Open),
+    ///         TransitionRequest::to(2, Door::Open),
+    ///     ])
+    ///     .await;
+    /// assert!(answers[0].as_ref().is_ok_and(Outcome::is_applied));
+    /// assert!(matches!(answers[1], Ok(Outcome::AlreadyApplied { .. })));
+    /// assert!(matches!(answers[2], Err(fsm_runtime::Error::NotFound { .. })));
+    /// # Ok::<(), fsm_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    fn apply_many<'a>(
+        &'a self,
+        requests: Vec<TransitionRequest<'a, M, Self::Tx>>,
+    ) -> impl Future<Output = Vec<Result<Outcome<M>, Error>>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        async move {
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in requests {
+                answers.push(self.apply(request).await);
+            }
+            answers
+        }
+    }
+
     /// Moves the entity to `to` from any legal source of `to`.
     fn transition(
         &self,

@@ -813,6 +813,19 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         traced::apply(B::NAME, &request, false).transition(self.apply_pooled(request)).await
     }
 
+    /// On one connection of the pool, kept for the whole batch.
+    async fn apply_many<'a>(
+        &'a self,
+        requests: Vec<TransitionRequest<'a, M, SqlTx<B>>>,
+    ) -> Vec<Result<Outcome<M>, Error>> {
+        let mut session = self.session();
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            answers.push(session.apply(request).await);
+        }
+        answers
+    }
+
     fn keys(&self) -> SqlKeys<B> {
         SqlKeys::with_sql(self.pool.clone(), self.keys.clone())
     }

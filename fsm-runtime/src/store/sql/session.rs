@@ -71,13 +71,13 @@ impl<M: StateMachine, B: Backend> Session<M, B> {
     }
 
     async fn apply_untraced(&mut self, request: TransitionRequest<'_, M, SqlTx<B>>) -> Result<Outcome<M>, Error> {
-        let Self { store, conn: slot } = self;
-        let conn = held(store, slot).await?;
-        // Dropped halfway (cancelled), the request leaves the connection to be closed.
+        // Out of the slot while the request runs: a request dropped halfway (cancelled) drops
+        // the connection with it, which closes it at once.
+        let mut conn = self.take().await?;
         conn.close_unless_finished();
-        let outcome = store.apply_request(conn, request).await;
+        let outcome = self.store.apply_request(&mut conn, request).await;
         conn.finished();
-        forget_if_broken(slot, &outcome);
+        self.put_back(conn, &outcome);
         outcome
     }
 
@@ -100,35 +100,31 @@ impl<M: StateMachine, B: Backend> Session<M, B> {
     pub async fn get(&mut self, id: impl Into<EntityId>) -> Result<Snapshot<M>, Error> {
         let id = id.into();
         let traced = traced::entity::<M>(B::NAME, Operation::Get, &id);
-        let Self { store, conn: slot } = self;
         traced
             .run(async {
-                let read = store.read_on(held(store, slot).await?, &id).await.map(|found| found.now);
-                forget_if_broken(slot, &read);
+                let mut conn = self.take().await?;
+                let read = self.store.read_on(&mut conn, &id).await.map(|found| found.now);
+                self.put_back(conn, &read);
                 read
             })
             .await
     }
-}
 
-/// The held connection, or a new one from the pool when there is none or the last request
-/// left it unusable (cancelled halfway: dropped, which closes it).
-async fn held<'c, M: StateMachine, B: Backend>(
-    store: &SqlStore<M, B>,
-    slot: &'c mut Option<SqlTx<B>>,
-) -> Result<&'c mut SqlTx<B>, Error> {
-    if slot.as_ref().is_some_and(|conn| !conn.is_reusable()) {
-        *slot = None;
+    /// The held connection, or a new one from the pool.
+    async fn take(&mut self) -> Result<SqlTx<B>, Error> {
+        match self.conn.take() {
+            Some(conn) => Ok(conn),
+            None => self.store.tx().await,
+        }
     }
-    match slot {
-        Some(conn) => Ok(conn),
-        empty => Ok(empty.insert(store.tx().await?)),
-    }
-}
 
-/// After a database error the connection may be broken: back to the pool, which checks it.
-fn forget_if_broken<B: Backend, T>(slot: &mut Option<SqlTx<B>>, answer: &Result<T, Error>) {
-    if matches!(answer, Err(Error::Database { .. })) {
-        *slot = None;
+    /// Keeps `conn` for the next request, unless the request left it unusable (a transaction
+    /// still open after a failed effect: dropped, its rollback goes with it to the pool) or
+    /// failed with a database error (maybe a broken connection: back to the pool, which
+    /// checks it).
+    fn put_back<T>(&mut self, conn: SqlTx<B>, answer: &Result<T, Error>) {
+        if conn.is_reusable() && !matches!(answer, Err(Error::Database { .. })) {
+            self.conn = Some(conn);
+        }
     }
 }

@@ -65,7 +65,7 @@ kill_galera_connections() {
 # Terminates `count` random client connections of the load on the PostgreSQL primary.
 kill_pg_connections() {
   local count=$1 port
-  port=$(cluster/pg-failover.sh primary-port 2>/dev/null || true)
+  port=$(bash cluster/pg-failover.sh primary-port 2>/dev/null || true)
   [ -n "$port" ] || return 0
   local killed
   killed=$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc \
@@ -79,12 +79,12 @@ galera_faults() {
   sleep 6
   kill_galera_connections 3311 2
   sleep 3
-  cluster/galera.sh kill 2 >&2
+  bash cluster/galera.sh kill 2 >&2
   fault "kill -9 of Galera node 2"
   sleep 6
   kill_galera_connections 3313 2
   log "restarting node 2"
-  cluster/galera.sh start 2 >&2
+  bash cluster/galera.sh start 2 >&2
   log "node 2 rejoined after $((SECONDS - started)) s of the run"
   sleep 3
   kill_galera_connections 3312 2
@@ -94,31 +94,31 @@ pg_faults() {
   sleep 6
   kill_pg_connections 2
   sleep 3
-  cluster/pg-failover.sh failover >&2
+  bash cluster/pg-failover.sh failover >&2
   fault "pg_autoctl perform failover"
   sleep 6
   kill_pg_connections 2
   sleep 3
   # The postmaster and its pg_autoctl keeper (which would restart it in place): the monitor
   # notices the crash and the other node takes over again.
-  cluster/pg-failover.sh crash-primary >&2
+  bash cluster/pg-failover.sh crash-primary >&2
   fault "kill -9 of the new primary's postmaster and keeper"
-  cluster/pg-failover.sh wait-writable 120 >&2 || log "not writable again within 120 s"
+  bash cluster/pg-failover.sh wait-writable 120 >&2 || log "not writable again within 120 s"
   log "bringing the crashed node back as the standby"
-  cluster/pg-failover.sh up >&2 || log "the crashed node did not come back"
+  bash cluster/pg-failover.sh up >&2 || log "the crashed node did not come back"
 }
 
 case "$engine" in
   galera)
     seconds=${CHAOS_SECONDS:-40}
-    cluster/galera.sh up >&2
-    urls=$(cluster/galera.sh urls)
+    bash cluster/galera.sh up >&2
+    urls=$(bash cluster/galera.sh urls)
     inject=galera_faults
     ;;
   pg-failover)
     seconds=${CHAOS_SECONDS:-60}
-    cluster/pg-failover.sh up >&2
-    urls=$(cluster/pg-failover.sh url)
+    bash cluster/pg-failover.sh up >&2
+    urls=$(bash cluster/pg-failover.sh url)
     inject=pg_faults
     ;;
 esac
@@ -137,7 +137,7 @@ wait "$load" || status=$?
 wait "$injector" || log "the fault injector failed (status $?)"
 if [ "$engine" = galera ]; then
   # The killed node is back for whatever runs next.
-  cluster/galera.sh up >&2 || true
+  bash cluster/galera.sh up >&2 || true
 fi
 
 result=$(tail -n 1 "$work/result")

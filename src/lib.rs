@@ -7,6 +7,7 @@
 pub mod order;
 pub mod order_demo;
 pub mod payments;
+pub mod toggle;
 
 /// The README's Rust code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

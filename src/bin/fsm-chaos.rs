@@ -34,29 +34,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use fsm_runtime::sqlx;
-use fsm_runtime::{Fingerprint, IdempotencyKey, MySqlStore, Outcome, PostgresStore, StateMachine, Store};
+use fsm_runtime::store::SqlStore;
+use fsm_runtime::{Fingerprint, IdempotencyKey, Outcome, StateMachine, Store};
 use fsm_runtime::{TransitionRequest, sqlx::Executor as _};
+use fsm_suite::toggle::Toggle;
 use tokio::sync::Mutex;
-
-/// Two states and a move each way.
-#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
-#[state_machine(name = "ChaosToggle", rename_all = "snake_case", table = "chaos_toggle")]
-enum Toggle {
-    #[state(initial)]
-    #[transition(from = B)]
-    A,
-    #[transition(from = A)]
-    B,
-}
-
-impl Toggle {
-    fn other(self) -> Self {
-        match self {
-            Self::A => Self::B,
-            Self::B => Self::A,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Engine {
@@ -412,31 +394,46 @@ async fn conflicts(pools: &[sqlx::MySqlPool]) -> u64 {
     total
 }
 
-async fn galera(args: Args) -> i32 {
+/// The stores of the run, one per pool, on `chaos_toggle` (prepared on the first pool).
+async fn stores_on<B>(pools: &[sqlx::Pool<B>], args: &Args) -> Vec<SqlStore<Toggle, B>>
+where
+    B: fsm_runtime::sql::Backend,
+    for<'c> &'c sqlx::Pool<B>: sqlx::Executor<'c, Database = B>,
+{
+    prepare(&pools[0], args.clients * args.entities, CREATE).await.expect("prepare chaos_toggle");
+    let mapping = Toggle::MAPPING.with_table("chaos_toggle".to_owned()).expect("a valid table name");
     let mut stores = Vec::new();
-    let mut pools = Vec::new();
-    for (n, url) in args.urls.iter().enumerate() {
-        // Each statement waits until the node applied every write committed before it: a move
-        // on one node sees the move before it, made on another.
-        let pool = fsm_runtime::sql::galera_pool_options()
-            .max_connections(u32::try_from(args.clients).unwrap_or(8) + 2)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(url)
-            .expect("a MySQL URL");
-        if n == 0 {
-            prepare(&pool, args.clients * args.entities, CREATE).await.expect("prepare chaos_toggle");
-        }
-        stores.push(MySqlStore::<Toggle>::new(pool.clone()).await.expect("a store on a Galera node"));
-        if n == 0 {
-            forget_earlier_runs(&pool).await.expect("forget earlier runs");
-        }
-        pools.push(pool);
+    for pool in pools {
+        stores.push(SqlStore::with_mapping(pool.clone(), mapping.clone()).await.expect("a store on the cluster"));
     }
-    let before = conflicts(&pools).await;
-    let code = match args.scenario {
+    // The runtime's tables exist once a store was built.
+    forget_earlier_runs(&pools[0]).await.expect("forget earlier runs");
+    stores
+}
+
+/// Runs the scenario of `args` on `stores`; the exit code.
+async fn run_scenario<S: Store<Toggle> + 'static>(stores: Vec<S>, args: Args) -> i32 {
+    match args.scenario {
         Scenario::Owned => run(stores, args).await,
         Scenario::Contended => contended(stores, args).await,
-    };
+    }
+}
+
+/// The pool size: one connection per client, and two for the checks.
+fn pool_size(args: &Args) -> u32 {
+    u32::try_from(args.clients).unwrap_or(8) + 2
+}
+
+async fn galera(args: Args) -> i32 {
+    // Each statement waits until the node applied every write committed before it: a move on
+    // one node sees the move before it, made on another.
+    let options = fsm_runtime::sql::galera_pool_options().max_connections(pool_size(&args));
+    let options = options.acquire_timeout(Duration::from_secs(3));
+    let pools: Vec<sqlx::MySqlPool> =
+        args.urls.iter().map(|url| options.clone().connect_lazy(url).expect("a MySQL URL")).collect();
+    let stores = stores_on(&pools, &args).await;
+    let before = conflicts(&pools).await;
+    let code = run_scenario(stores, args).await;
     // Nodes killed during the run restart their counters: a lower bound then.
     eprintln!(
         "chaos: Galera rolled back {} transactions for conflicts (certification failures and brute-force aborts)",
@@ -446,25 +443,12 @@ async fn galera(args: Args) -> i32 {
 }
 
 async fn pg_failover(args: Args) -> i32 {
-    let mut stores = Vec::new();
-    for (n, url) in args.urls.iter().enumerate() {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(u32::try_from(args.clients).unwrap_or(8) + 2)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(url)
-            .expect("a PostgreSQL URL");
-        if n == 0 {
-            prepare(&pool, args.clients * args.entities, CREATE).await.expect("prepare chaos_toggle");
-        }
-        stores.push(PostgresStore::<Toggle>::new(pool.clone()).await.expect("a store behind the router"));
-        if n == 0 {
-            forget_earlier_runs(&pool).await.expect("forget earlier runs");
-        }
-    }
-    match args.scenario {
-        Scenario::Owned => run(stores, args).await,
-        Scenario::Contended => contended(stores, args).await,
-    }
+    let options = sqlx::postgres::PgPoolOptions::new().max_connections(pool_size(&args));
+    let options = options.acquire_timeout(Duration::from_secs(3));
+    let pools: Vec<sqlx::PgPool> =
+        args.urls.iter().map(|url| options.clone().connect_lazy(url).expect("a PostgreSQL URL")).collect();
+    let stores = stores_on(&pools, &args).await;
+    run_scenario(stores, args).await
 }
 
 #[tokio::main]

@@ -38,42 +38,11 @@ use clap::{Parser, ValueEnum};
 use fsm_runtime::sqlx;
 use fsm_runtime::store::{LockedEntity, Session, SqlStore};
 use fsm_runtime::{
-    Fingerprint, IdempotencyKey, MemoryStore, MySqlStore, Outcome, PostgresStore, SqliteStore, StateMachine, Store,
-    TransitionRequest,
+    Fingerprint, IdempotencyKey, MemoryStore, MySqlStore, Outcome, PostgresStore, SqliteStore, Store, TransitionRequest,
 };
+use fsm_suite::toggle::Toggle;
 use hdrhistogram::Histogram;
 use sqlx::Executor as _;
-
-/// The benchmark's machine: two states and a transition each way, so that every call can apply.
-#[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
-#[state_machine(name = "BenchToggle", rename_all = "snake_case", table = "bench_orders")]
-enum Toggle {
-    #[state(initial)]
-    #[transition(from = B)]
-    A,
-    #[transition(from = A)]
-    B,
-}
-
-impl Toggle {
-    fn other(self) -> Self {
-        match self {
-            Self::A => Self::B,
-            Self::B => Self::A,
-        }
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            Self::A => 0,
-            Self::B => 1,
-        }
-    }
-
-    fn of_code(code: u8) -> Self {
-        if code == 0 { Self::A } else { Self::B }
-    }
-}
 
 /// The entities every client of `contended` works on.
 const HOT_ENTITIES: usize = 10;

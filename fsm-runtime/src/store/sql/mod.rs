@@ -200,9 +200,9 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         Within::new(self, tx)
     }
 
-    /// Inserts the entity on `tx`, or reads the row that exists.
-    /// A create that lost a race on another node of a Galera cluster (its insert rolled back)
-    /// is sent again, outside the caller's transaction, and then finds the row.
+    /// Inserts the entity on `tx`, or reads the row that exists. An insert the database rolled
+    /// back (a lost race on another Galera node) is sent again, outside the caller's
+    /// transaction, and then finds the row.
     async fn create_on(&self, tx: &mut SqlTx<B>, id: &EntityId, state: M) -> Result<CreateOutcome<M>, Error> {
         let mut rolled_back = RolledBack::default();
         loop {

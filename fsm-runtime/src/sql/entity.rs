@@ -191,6 +191,15 @@ impl EntitySql {
         bind_id(self.id_binding, id)
     }
 
+    /// `id` as a batch statement takes it: as text, which the statement casts to the id
+    /// column's type; `None` for a text id an integer column cannot take.
+    pub(crate) fn batch_id(&self, id: &EntityId) -> Option<String> {
+        match (self.id_binding, id) {
+            (IdBinding::Int, EntityId::Text(text)) => text.parse::<i64>().ok().map(|id| id.to_string()),
+            (_, id) => Some(id.to_string()),
+        }
+    }
+
     /// The id column's SQL type, where the database needs to know it.
     pub(crate) fn id_type(&self) -> Option<&str> {
         self.id_type.as_deref()

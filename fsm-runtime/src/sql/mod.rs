@@ -18,6 +18,7 @@
 //! - [`pool_options`]: the pool settings of the `connect` constructors.
 
 mod backend;
+pub(crate) mod batch;
 mod classify;
 pub(crate) mod entity;
 pub(crate) mod fences;

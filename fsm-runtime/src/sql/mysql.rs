@@ -17,7 +17,7 @@ use crate::sql::entity::is_plain_column_type;
 use crate::sql::leases::request_args;
 use crate::sql::mysql_procedure;
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Binders, Row, bind, fixed, json_as_text, owned, texts_as_json};
+use crate::sql::value::{Arg, Binders, Row, bind, column_as_json, fixed, json_as_text, owned, texts_as_json};
 
 /// The query that names the server's binary, non-padding collation of `utf8mb4`
 /// (`utf8mb4_nopad_bin` on MariaDB, `utf8mb4_0900_bin` on MySQL 8), which the migrations put in
@@ -150,7 +150,7 @@ impl Driver for MySql {
 
 /// How MySQL takes a list of texts and a JSON document.
 fn binders<'q, 'a>() -> Binders<'q, 'a, MySql> {
-    Binders { texts: texts_as_json, json: json_as_text }
+    Binders { texts: texts_as_json, json: json_as_text, column: column_as_json }
 }
 
 /// Whether MySQL's or MariaDB's error is transient (see [`crate::sql::is_transient`]): `1205`

@@ -14,7 +14,7 @@ use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, IdBinding, Migration};
 use crate::sql::entity::{HISTORY_COLUMNS, is_plain_column_type};
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Binders, Query, Row, bind, fixed};
+use crate::sql::value::{Arg, Binders, Column, Query, Row, bind, fixed};
 
 impl Backend for Postgres {
     type Driver = Self;
@@ -99,6 +99,8 @@ impl Driver for Postgres {
         TransitionSql {
             plain: Some(transition(mapping, id_type, false).into()),
             keyed: Some(transition(mapping, id_type, true).into()),
+            batch: id_type.map(|id_type| batch(mapping, id_type).into()),
+            batch_keys: true,
             nests: true,
             read_first: false,
         }
@@ -142,12 +144,20 @@ pub(crate) fn is_transient(error: &sqlx::postgres::PgDatabaseError) -> bool {
 
 /// How Postgres takes a list of texts and a JSON document.
 fn binders<'q, 'a>() -> Binders<'q, 'a, Postgres> {
-    Binders { texts: texts_as_array, json: json_as_jsonb }
+    Binders { texts: texts_as_array, json: json_as_jsonb, column: column_as_array }
 }
 
 /// Binds a list of texts as a `text[]`.
 fn texts_as_array<'q>(query: Query<'q, Postgres>, values: &[&'static str]) -> Result<Query<'q, Postgres>, sqlx::Error> {
     Ok(query.bind(values))
+}
+
+/// Binds a batch's column as a `text[]` or `bigint[]`.
+fn column_as_array<'q>(query: Query<'q, Postgres>, values: &Column) -> Result<Query<'q, Postgres>, sqlx::Error> {
+    Ok(match values {
+        Column::Texts(values) => query.bind(values.clone()),
+        Column::Ints(values) => query.bind(values.clone()),
+    })
 }
 
 /// A JSON document's text, bound as `jsonb` (which a `json`, `jsonb` or text column takes by
@@ -223,6 +233,52 @@ fn transition(mapping: &TableMapping, id_type: Option<&str>, keyed: bool) -> Str
     )
 }
 
+/// The one-statement batch of `mapping` ([`crate::sql::batch`]): the transition's CTE over
+/// the items' arrays (`unnest`). `source` locks the rows of the items in a legal source (at the
+/// expected version, with no stored key), in the order of their ids, so that two batches never
+/// wait on each other in a cycle; `moved` updates them, `stored` stores the keys, `recorded`
+/// inserts the history rows. Items that did not apply get their row (and stored key) as the
+/// statement's snapshot saw them. The id column's type `id_type` is needed for the cast of the
+/// text ids (the array is `text[]` whatever the column).
+fn batch(mapping: &TableMapping, id_type: &str) -> String {
+    let q = <Postgres as Driver>::quote;
+    let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let join = format!("{table} t ON t.{id} = CAST(i.id AS {id_type})");
+    format!(
+        "WITH input AS (\
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[]) \
+             AS i(ord, id, target, sources, event, expected, actor, reason, key_text, metadata, key_source, key_seq, fingerprint)\
+         ), source AS (\
+             SELECT t.{id} AS row_id, t.{state} AS from_state, i.ord, i.target, i.event, i.actor, i.reason, i.key_text, \
+             i.metadata, i.key_source, i.key_seq, i.fingerprint \
+             FROM input i JOIN {join} \
+             WHERE t.{state} = ANY(string_to_array(i.sources, chr(31))) AND (i.expected IS NULL OR t.{version} = i.expected) \
+             AND NOT EXISTS (SELECT 1 FROM fsm_idempotency_keys k WHERE k.source = i.key_source AND k.seq = i.key_seq) \
+             ORDER BY t.{id} FOR UPDATE OF t\
+         ), moved AS (\
+             UPDATE {table} SET {state} = source.target, {version} = {table}.{version} + 1 FROM source \
+             WHERE {table}.{id} = source.row_id \
+             RETURNING source.*, {table}.{version} AS version, {table}.{id}::text AS entity_id\
+         ), stored AS (\
+             INSERT INTO fsm_idempotency_keys (source, seq, fingerprint, outcome, created_at_micros) \
+             SELECT key_source, key_seq, fingerprint, json_build_object('machine', $14::text, 'entity', entity_id, \
+             'from', from_state, 'to', target, 'version', version)::text, $16 FROM moved WHERE key_source IS NOT NULL\
+         ), recorded AS (\
+             INSERT INTO fsm_history ({HISTORY_COLUMNS}) \
+             SELECT $15, $14, entity_id, version, from_state, target, event, $16, actor, reason, key_text, metadata \
+             FROM moved\
+         ) \
+         SELECT ord, true AS applied, from_state::text AS state, version::bigint AS version, entity_id AS entity, \
+         NULL::text AS fingerprint, NULL::text AS outcome FROM moved \
+         UNION ALL \
+         SELECT i.ord, false, t.{state}::text, t.{version}::bigint, t.{id}::text, k.fingerprint, k.outcome \
+         FROM input i LEFT JOIN {join} \
+         LEFT JOIN fsm_idempotency_keys k ON k.source = i.key_source AND k.seq = i.key_seq \
+         WHERE NOT EXISTS (SELECT 1 FROM moved m WHERE m.ord = i.ord)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +290,12 @@ mod tests {
         assert!(transition(&orders, None, true).contains("SELECT $13, $14, $15"));
         assert!(transition(&orders, None, false).contains(r#""state" = ANY($2)"#));
         assert!(transition(&orders, Some("uuid"), false).contains(r#""id" = CAST($1 AS uuid) AND"#));
+    }
+
+    #[test]
+    fn the_batch_casts_the_text_ids_and_locks_in_id_order() {
+        let batch = batch(&TableMapping::from_static("orders", "id", "state", "version"), "bigint");
+        assert!(batch.contains(r#"t."id" = CAST(i.id AS bigint)"#));
+        assert!(batch.contains(r#"ORDER BY t."id" FOR UPDATE OF t"#));
     }
 }

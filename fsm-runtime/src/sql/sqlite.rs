@@ -18,7 +18,7 @@ use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
 use crate::sql::entity::HISTORY_COLUMNS;
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Binders, Row, bind, json_as_text, texts_as_json};
+use crate::sql::value::{Arg, Binders, Row, bind, column_as_json, json_as_text, texts_as_json};
 
 impl Backend for Sqlite {
     type Driver = Self;
@@ -81,13 +81,20 @@ impl Driver for Sqlite {
     }
 
     async fn transition_sql(_: &mut SqliteConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
-        TransitionSql { plain: Some(batch(mapping).into()), keyed: None, nests: false, read_first: true }
+        TransitionSql {
+            plain: Some(batch(mapping).into()),
+            keyed: None,
+            batch: Some(many(mapping).into()),
+            batch_keys: false,
+            nests: false,
+            read_first: true,
+        }
     }
 }
 
 /// How Sqlite takes a list of texts and a JSON document.
 fn binders<'q, 'a>() -> Binders<'q, 'a, Sqlite> {
-    Binders { texts: texts_as_json, json: json_as_text }
+    Binders { texts: texts_as_json, json: json_as_text, column: column_as_json }
 }
 
 /// Result codes of transient failures: the database was busy or locked by another connection.
@@ -123,6 +130,40 @@ fn batch(mapping: &TableMapping) -> String {
          UPDATE {table} SET {state} = ?3, {version} = {version} + 1 WHERE {matches}; \
          SELECT 0, {state}, {version}, {entity} FROM {table} WHERE {id} = ?1; \
          COMMIT"
+    )
+}
+
+/// The one-call batch of `mapping` ([`crate::sql::batch`]; items without a key): the
+/// transition's batch over the items' JSON arrays. Under the write lock of `BEGIN IMMEDIATE`,
+/// a read answers every item (a row in a legal source at the expected version applies: its
+/// version + 1), then one `INSERT … SELECT` writes the history rows of those that apply and one
+/// `UPDATE … FROM` moves them.
+fn many(mapping: &TableMapping) -> String {
+    let q = <Sqlite as Driver>::quote;
+    let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
+    let entity = <Sqlite as Driver>::id_text(&format!("t.{id}"));
+    let at = |n: usize| format!("json_extract(?{n}, '$[' || i.key || ']')");
+    let (item_id, target, sources, event, expected) = (at(2), at(3), at(4), at(5), at(6));
+    let matches = format!(
+        "instr(char(31) || {sources} || char(31), char(31) || t.{state} || char(31)) > 0 \
+         AND ({expected} IS NULL OR t.{version} = {expected})"
+    );
+    let applies = format!("(CASE WHEN {matches} THEN 1 ELSE 0 END)");
+    let items = format!("json_each(?1) i JOIN {table} t ON t.{id} = {item_id}");
+    format!(
+        "BEGIN IMMEDIATE; \
+         SELECT i.value, {applies}, t.{state}, t.{version} + {applies}, {entity}, NULL, NULL \
+         FROM json_each(?1) i LEFT JOIN {table} t ON t.{id} = {item_id}; \
+         INSERT INTO fsm_history ({HISTORY_COLUMNS}) \
+         SELECT ?15, ?14, {entity}, t.{version} + 1, t.{state}, {target}, {event}, ?16, {}, {}, {}, {} \
+         FROM {items} WHERE {matches}; \
+         UPDATE {table} AS t SET {state} = {target}, {version} = t.{version} + 1 FROM json_each(?1) i \
+         WHERE t.{id} = {item_id} AND {matches}; \
+         COMMIT",
+        at(7),
+        at(8),
+        at(9),
+        at(10),
     )
 }
 

@@ -29,6 +29,11 @@ pub struct TransitionSql {
     /// effects, or a savepoint of the caller's (it is one statement); `false` for a batch or a
     /// procedure that commits itself.
     pub(crate) nests: bool,
+    /// The one-statement batch ([`crate::sql::batch`]) of requests without effects on distinct
+    /// entities (`None`: the database has none, and a batch is sent request by request).
+    pub(crate) batch: Option<Arc<str>>,
+    /// Whether the batch statement also takes requests with an idempotency key.
+    pub(crate) batch_keys: bool,
     /// Whether a plain read should come first for a request without key or effects, the
     /// statement running only for a row in a legal source (SQLite: a write transaction costs
     /// more than a read, so a replay is cheaper as a read).

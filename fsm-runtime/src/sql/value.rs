@@ -32,6 +32,29 @@ pub enum Arg<'a> {
     Bytes(&'a [u8]),
     /// A JSON document as its text: `jsonb` on PostgreSQL, a text elsewhere.
     Json(&'a str),
+    /// One value per item of a batch: an array on PostgreSQL (`text[]`, `bigint[]`), a JSON
+    /// array where the database has no arrays.
+    Column(&'a Column),
+}
+
+/// The values of one parameter for every item of a batch, `NULL`s included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    /// Texts: a `text[]` on PostgreSQL.
+    Texts(Vec<Option<String>>),
+    /// Integers: a `bigint[]` on PostgreSQL.
+    Ints(Vec<Option<i64>>),
+}
+
+impl Column {
+    /// The column as a JSON array (`null` for a `NULL`).
+    pub(crate) fn to_json(&self) -> Result<String, sqlx::Error> {
+        let json = match self {
+            Self::Texts(values) => serde_json::to_string(values),
+            Self::Ints(values) => serde_json::to_string(values),
+        };
+        json.map_err(|e| sqlx::Error::Encode(Box::new(e)))
+    }
 }
 
 impl<'a> From<&'a EntityId> for Arg<'a> {
@@ -68,12 +91,17 @@ pub(crate) type BindTexts<'q, 'a, DB> = fn(Query<'q, DB>, &'a [&'static str]) ->
 /// How a database binds an [`Arg::Json`].
 pub(crate) type BindJson<'q, 'a, DB> = fn(Query<'q, DB>, &'a str) -> Query<'q, DB>;
 
+/// How a database binds an [`Arg::Column`].
+pub(crate) type BindColumn<'q, 'a, DB> = fn(Query<'q, DB>, &'a Column) -> Result<Query<'q, DB>, sqlx::Error>;
+
 /// How a database binds the arguments that differ between databases.
 pub(crate) struct Binders<'q, 'a, DB: sqlx::Database> {
     /// Binds an [`Arg::Texts`] the way the database takes a list.
     pub(crate) texts: BindTexts<'q, 'a, DB>,
     /// Binds an [`Arg::Json`] the way the database takes JSON.
     pub(crate) json: BindJson<'q, 'a, DB>,
+    /// Binds an [`Arg::Column`] the way the database takes one value per item.
+    pub(crate) column: BindColumn<'q, 'a, DB>,
 }
 
 /// Binds `args` in order, the lists and JSON documents with the database's `binders`.
@@ -105,6 +133,7 @@ where
             Arg::Float(value) => query.bind(value),
             Arg::Bytes(value) => query.bind(value),
             Arg::Json(value) => (binders.json)(query, value),
+            Arg::Column(values) => (binders.column)(query, values)?,
         };
     }
     Ok(query)
@@ -129,6 +158,16 @@ where
 {
     let json = serde_json::to_string(values).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     Ok(query.bind(json))
+}
+
+/// Binds a batch's column as a JSON array (SQLite's `json_each`, MySQL's `JSON_TABLE`).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn column_as_json<'q, DB>(query: Query<'q, DB>, values: &Column) -> Result<Query<'q, DB>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    Ok(query.bind(values.to_json()?))
 }
 
 /// One value of a row as the runtime reads it.

@@ -3,6 +3,7 @@
 //! The decisions come from `store/plan.rs` (the same table as the memory store's); the
 //! statements from [`crate::sql`]. Each database's file there says what its transition sends.
 
+mod batch;
 mod locked;
 mod session;
 mod within;
@@ -681,6 +682,17 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         rows.map_err(|e| self.history_db(e))?.into_iter().map(|row| history_entry(&stored, row)).collect()
     }
 
+    /// The error of every request of a batch in the caller's transaction when the transaction
+    /// could not be restored after it (`error`).
+    fn left_unusable(&self, error: &str) -> Error {
+        Error::Database {
+            machine: M::MACHINE,
+            table: self.mapping.table.to_string(),
+            retryable: true,
+            source: format!("the caller's transaction could not be restored after the batch: {error}").into(),
+        }
+    }
+
     fn stale_snapshot(&self, plan: &Plan<M>) -> Error {
         Error::Database {
             machine: M::MACHINE,
@@ -813,17 +825,12 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
         traced::apply(B::NAME, &request, false).transition(self.apply_pooled(request)).await
     }
 
-    /// On one connection of the pool, kept for the whole batch.
+    /// On one connection of the pool, in the database's one-statement batch where it has one.
     async fn apply_many<'a>(
         &'a self,
         requests: Vec<TransitionRequest<'a, M, SqlTx<B>>>,
     ) -> Vec<Result<Outcome<M>, Error>> {
-        let mut session = self.session();
-        let mut answers = Vec::with_capacity(requests.len());
-        for request in requests {
-            answers.push(session.apply(request).await);
-        }
-        answers
+        self.session().apply_many(requests).await
     }
 
     fn keys(&self) -> SqlKeys<B> {

@@ -77,8 +77,39 @@ impl<M: StateMachine, B: Backend> Session<M, B> {
         conn.close_unless_finished();
         let outcome = self.store.apply_request(&mut conn, request).await;
         conn.finished();
-        self.put_back(conn, &outcome);
+        self.put_back(conn, is_database_error(&outcome));
         outcome
+    }
+
+    /// [`Store::apply_many`](crate::Store::apply_many) on the session's connection: one answer
+    /// per request, in order, in the database's one-statement batch where it has one.
+    pub async fn apply_many(
+        &mut self,
+        requests: Vec<TransitionRequest<'_, M, SqlTx<B>>>,
+    ) -> Vec<Result<Outcome<M>, Error>> {
+        let spans: Vec<_> = requests.iter().map(|request| traced::apply(B::NAME, request, false)).collect();
+        let answers = match self.take().await {
+            Ok(mut conn) => {
+                conn.close_unless_finished();
+                let answers = self.store.apply_batch(&mut conn, requests).await;
+                conn.finished();
+                self.put_back(conn, answers.iter().any(is_database_error));
+                answers
+            }
+            // No connection: each request says so.
+            Err(_) => {
+                let mut answers = Vec::with_capacity(requests.len());
+                for request in requests {
+                    answers.push(self.apply_untraced(request).await);
+                }
+                answers
+            }
+        };
+        let mut traced = Vec::with_capacity(answers.len());
+        for (span, answer) in spans.into_iter().zip(answers) {
+            traced.push(span.transition(std::future::ready(answer)).await);
+        }
+        traced
     }
 
     /// [`Store::transition`](crate::Store::transition) on the session's connection.
@@ -104,7 +135,7 @@ impl<M: StateMachine, B: Backend> Session<M, B> {
             .run(async {
                 let mut conn = self.take().await?;
                 let read = self.store.read_on(&mut conn, &id).await.map(|found| found.now);
-                self.put_back(conn, &read);
+                self.put_back(conn, is_database_error(&read));
                 read
             })
             .await
@@ -120,11 +151,16 @@ impl<M: StateMachine, B: Backend> Session<M, B> {
 
     /// Keeps `conn` for the next request, unless the request left it unusable (a transaction
     /// still open after a failed effect: dropped, its rollback goes with it to the pool) or
-    /// failed with a database error (maybe a broken connection: back to the pool, which
-    /// checks it).
-    fn put_back<T>(&mut self, conn: SqlTx<B>, answer: &Result<T, Error>) {
-        if conn.is_reusable() && !matches!(answer, Err(Error::Database { .. })) {
+    /// failed with a database error, `database_error` (maybe a broken connection: back to the
+    /// pool, which checks it).
+    fn put_back(&mut self, conn: SqlTx<B>, database_error: bool) {
+        if conn.is_reusable() && !database_error {
             self.conn = Some(conn);
         }
     }
+}
+
+/// Whether `answer` is a database error (the connection may be broken).
+fn is_database_error<T>(answer: &Result<T, Error>) -> bool {
+    matches!(answer, Err(Error::Database { .. }))
 }

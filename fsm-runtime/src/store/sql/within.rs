@@ -102,6 +102,55 @@ impl<'t, M: StateMachine, B: Backend> Within<'t, M, B> {
             .await
     }
 
+    /// [`Store::apply_many`](crate::Store::apply_many) inside the caller's transaction: one
+    /// answer per request, in order, each in a savepoint (a batch statement in one) so that a
+    /// refused request leaves the others and the transaction usable. For all or nothing, roll
+    /// the transaction back when an answer is an error.
+    ///
+    /// ```
+    /// use fsm_runtime::{SqliteStore, StateMachine, Store, TransitionRequest};
+    ///
+    /// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// #[state_machine(table = "doors")]
+    /// enum Door { #[state(initial)] Closed, #[transition(from = Closed)] Open }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pool = fsm_runtime::sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// fsm_runtime::sqlx::query("CREATE TABLE doors (id INTEGER PRIMARY KEY, state TEXT NOT NULL, version BIGINT NOT NULL)")
+    ///     .execute(&pool)
+    ///     .await?;
+    /// let store = SqliteStore::<Door>::new(pool).await?;
+    /// store.create(1).await?;
+    /// let mut tx = store.begin().await?;
+    /// let answers = store
+    ///     .within(&mut tx)
+    ///     .apply_many(vec![TransitionRequest::to(1, Door::Open), TransitionRequest::to(2, Door::Open)])
+    ///     .await;
+    /// assert!(answers[0].is_ok() && answers[1].is_err()); // entity 2 does not exist
+    /// tx.rollback().await?; // all or nothing: nothing
+    /// assert_eq!(store.get(1).await?.state, Door::Closed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn apply_many(
+        &mut self,
+        requests: Vec<TransitionRequest<'_, M, SqlTx<B>>>,
+    ) -> Vec<Result<Outcome<M>, Error>> {
+        let spans: Vec<_> = requests.iter().map(|request| traced::apply(B::NAME, request, true)).collect();
+        let mut nested = Nested::enter(self.tx);
+        let mut answers = self.store.apply_batch(nested.tx(), requests).await;
+        if let Err(error) = nested.leave().await {
+            // The transaction cannot go on: no request of the batch stands.
+            let error = error.to_string();
+            answers = answers.iter().map(|_| Err(self.store.left_unusable(&error))).collect();
+        }
+        let mut traced = Vec::with_capacity(answers.len());
+        for (span, answer) in spans.into_iter().zip(answers) {
+            traced.push(span.transition(std::future::ready(answer)).await);
+        }
+        traced
+    }
+
     /// Moves the entity to `to` from any legal source of `to` ([`Store::transition`](crate::Store::transition)).
     pub async fn transition(&mut self, id: impl Into<EntityId>, to: M) -> Result<Outcome<M>, Error> {
         self.apply(TransitionRequest::to(id, to)).await

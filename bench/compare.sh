@@ -15,7 +15,11 @@
 # (four runs of one day put PostgreSQL applied at 8 clients at 0.67 to 0.91 of pgbench). The
 # table shows median tps and the median of the per-round ratios with their min–max.
 #
-# Environment: SECONDS_PER_RUN (10), ROUNDS (3), CLIENTS ("1 8 32"), MYSQL_CLIENTS ("8"),
+# The batch rows (issue 16) put `apply_many` of BATCH (100) transitions next to pgbench running
+# the same statement (bench/pgbench/batch.sql), and next to the library's own single
+# transitions; their tps count transitions, not batches.
+#
+# Environment: SECONDS_PER_RUN (10), ROUNDS (3), CLIENTS ("1 8 32"), MYSQL_CLIENTS ("8"), BATCH (100),
 # ENTITIES (100000), FSM_POSTGRES_URL, FSM_MYSQL_URL, OUT (target/bench), SKIP_MYSQL=1,
 # SKIP_SQLITE=1, SKIP_BUILD=1.
 set -euo pipefail
@@ -26,6 +30,7 @@ ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-"1 8 32"}
 MYSQL_CLIENTS=${MYSQL_CLIENTS:-"8"}
 ENTITIES=${ENTITIES:-100000}
+BATCH=${BATCH:-100}
 PG_URL=${FSM_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 MYSQL_URL=${FSM_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
 OUT=${OUT:-target/bench}
@@ -92,7 +97,7 @@ harness() {
     local backend=$1 scenario=$2 clients=$3 url=$4
     local line
     line=$("$LOAD" --backend "$backend" --scenario "$scenario" --clients "$clients" --seconds "$T" \
-        --entities "$ENTITIES" --url "$url")
+        --entities "$ENTITIES" --url "$url" --batch-size "$BATCH")
     json "$line"
     local check
     check=$(field verified "$line")
@@ -114,7 +119,7 @@ pgbench_run() {
     at=$(($(date +%s) * 1000000))
     local logfile="$OUT/pgbench-$script-c$clients-r$round.log"
     pgbench -n -M prepared -c "$clients" -j "$clients" -T "$T" \
-        -D k=0 -D nclients="$clients" -D entities="$ENTITIES" -D a=a -D b=b -D 'src_a={a}' -D 'src_b={b}' \
+        -D k=0 -D nclients="$clients" -D entities="$ENTITIES" -D a=a -D b=b -D 'src_a={a}' -D 'src_b={b}' -D bs="$BATCH" \
         -D tbl=bench_orders -D machine=BenchToggle -D at="$at" -D ksrc="pgbench-$script-$clients-$at" \
         -D fp=5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592 \
         -D 'outcome_a={"from":"b","to":"a","version":0}' -D 'outcome_b={"from":"a","to":"b","version":0}' \
@@ -124,16 +129,18 @@ pgbench_run() {
     processed=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$logfile" | head -1)
     failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$logfile" | head -1)
     latency=$(sed -nE 's/^latency average = ([0-9.]+) ms/\1/p' "$logfile" | head -1)
-    # Every transaction of an applying script must have written one history row.
-    local history
+    # Every transaction of an applying script must have written one history row (a batch's,
+    # BATCH rows: its tps is counted in transitions).
+    local history per=1
+    [ "$script" = batch ] && per=$BATCH
     history=$(psql_scalar "SELECT count(*) FROM fsm_history WHERE entity_table = 'bench_orders'")
     case $script in
     replay | replay_bare) [ "$history" = 0 ] && check=ok || check="wrote $history history rows" ;;
-    *) [ "$history" = "$processed" ] && check=ok || check="history $history != transactions $processed" ;;
+    *) [ "$history" = "$((${processed:-0} * per))" ] && check=ok || check="history $history != $per x transactions $processed" ;;
     esac
     if grep -q 'error' "$logfile"; then check="pgbench error, see $logfile"; fi
     tps=${tps:-0}
-    tps=$(printf '%.0f' "$tps")
+    tps=$(awk -v t="$tps" -v n="$per" 'BEGIN { printf "%.0f", t * n }')
     local mean_us
     mean_us=$(awk -v l="${latency:-0}" 'BEGIN { printf "%.0f", l * 1000 }')
     record postgres "$scenario" "$clients" "$script" "$tps" "mean $mean_us" - "${failed:-?}" "$check" -
@@ -155,6 +162,8 @@ postgres_cell() {
     harness postgres keyed "$c" "$PG_URL"
     pgbench_run pessimistic pessimistic "$c"
     harness postgres pessimistic "$c" "$PG_URL"
+    pgbench_run batch batch "$c"
+    harness postgres batch "$c" "$PG_URL"
     if [ "$c" -gt 1 ]; then harness postgres contended "$c" "$PG_URL"; fi
 }
 
@@ -176,6 +185,7 @@ sqlite_round() {
         done
         harness sqlite "$s" 1 "sqlite://$db"
     done
+    harness sqlite batch 1 "sqlite://$db"
     harness sqlite contended 8 "sqlite://$db"
 }
 
@@ -183,7 +193,7 @@ sqlite_round() {
 mysql_cell() {
     local c=$1 s
     log "MySQL/MariaDB, $c clients, round $round of $ROUNDS"
-    for s in applied replay keyed pessimistic contended; do harness mysql "$s" "$c" "$MYSQL_URL"; done
+    for s in applied replay keyed pessimistic batch contended; do harness mysql "$s" "$c" "$MYSQL_URL"; done
 }
 
 log "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -298,6 +308,7 @@ lib_series() { awk -F'\t' '$4 == "lib" && !seen[$1 FS $2 FS $3]++ { print $1 "\t
         check=$(checks "${series[@]}" lib)
         n=$(rounds_of "${series[@]}" lib)
         note=$scenario
+        [ "$scenario" = batch ] && note="batch of $BATCH (tps: transitions)"
         [ "$scenario" = contended ] && note="contended (AlreadyApplied rate $(median %.4f "${series[@]}" lib 10))"
         baselines=()
         case $backend/$scenario in
@@ -305,7 +316,9 @@ lib_series() { awk -F'\t' '$4 == "lib" && !seen[$1 FS $2 FS $3]++ { print $1 "\t
         postgres/replay) baselines=(replay replay_bare) ;;
         postgres/keyed) baselines=(keyed keyed_multi) ;;
         postgres/pessimistic) baselines=(pessimistic) ;;
+        postgres/batch) baselines=(batch) ;;
         sqlite/applied) [ "$clients" = 1 ] && baselines=(rusqlite rusqlite-blocking sqlx) ;;
+        sqlite/batch) ;;
         sqlite/*) [ "$clients" = 1 ] && baselines=(rusqlite sqlx) ;;
         esac
         row="| $backend | $note | $clients | $n | $tps | $p50 | $p99 | $errors | $check"
@@ -341,11 +354,19 @@ lib_series() { awk -F'\t' '$4 == "lib" && !seen[$1 FS $2 FS $3]++ { print $1 "\t
         verdict "PostgreSQL replay / applied (library), $c clients" \
             "$(ratio postgres "$c" replay lib applied lib)" 1
     done
+    for c in $CLIENTS; do
+        [ "$c" = 8 ] || continue
+        verdict "PostgreSQL batch of $BATCH / applied (library), $c clients" \
+            "$(ratio postgres "$c" batch lib applied lib)" 5
+        verdict "PostgreSQL batch of $BATCH / pgbench batch.sql, $c clients" \
+            "$(ratio postgres "$c" batch lib batch batch)" 0.8
+    done
     last=${CLIENTS##* }
     verdict "PostgreSQL applied / pessimistic (library), $last clients" \
         "$(ratio postgres "$last" applied lib pessimistic lib)" 1.5
     if [ "${SKIP_SQLITE:-0}" != 1 ]; then
         verdict "SQLite applied / rusqlite loop, 1 client" "$(ratio sqlite 1 applied lib applied rusqlite)" 0.8
+        verdict "SQLite batch of $BATCH / applied (library), 1 client" "$(ratio sqlite 1 batch lib applied lib)" 10
     fi
     # Contended: any error in any round misses the target.
     while IFS=$'\t' read -r backend scenario clients; do

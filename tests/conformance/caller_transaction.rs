@@ -314,7 +314,60 @@ async fn interrupted_request_fails_the_commit<B: TestBackend>(fx: Arc<Fixture<B,
     nothing_persisted(&fx, &w).await;
 }
 
+/// A batch inside the caller's transaction (`Within::apply_many`): one answer per request, a
+/// refused request (a stored key with another fingerprint, which fails PostgreSQL's batch
+/// statement) and a failing effect leave the transaction usable; the caller's commit persists
+/// the applied requests together, and its rollback (all or nothing) persists none.
+async fn batch_inside<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
+    let w = world(&fx).await;
+    for id in 1..=4 {
+        fx.store.create(id).await.unwrap();
+    }
+    w.payments.create(1).await.unwrap();
+    let earlier = fx.store.apply(keyed_pay(&fx, 4, 40)).await.unwrap();
+    assert!(earlier.is_applied());
+    let batch = |fx: &Arc<Fixture<B, Order>>| {
+        let reused = IdempotencyKey::new(fx.table.clone(), 40).expect("a valid key");
+        let other = Fingerprint::of(&("pay", 3)).expect("a fingerprint");
+        vec![
+            TransitionRequest::to(1, Order::Paid),
+            TransitionRequest::to(2, Order::Paid),
+            TransitionRequest::to(3, Order::Paid).idempotency_key(reused, other),
+            TransitionRequest::to(2, Order::Shipped)
+                .effect(|_: &mut SqlTx<B>| -> EffectFuture<'_> { Box::pin(async { Err("no courier".into()) }) }),
+            TransitionRequest::to(99, Order::Paid),
+        ]
+    };
+    // All or nothing: an error among the answers, so the caller rolls back.
+    let mut tx = fx.store.begin().await.unwrap();
+    let answers = fx.store.within(&mut tx).apply_many(batch(&fx)).await;
+    assert!(answers[0].as_ref().is_ok_and(Outcome::is_applied), "{}: {answers:?}", B::LABEL);
+    assert!(answers[1].as_ref().is_ok_and(Outcome::is_applied), "{}: {answers:?}", B::LABEL);
+    assert!(matches!(answers[2], Err(Error::IdempotencyKeyReused { .. })), "{}: {answers:?}", B::LABEL);
+    assert!(matches!(answers[3], Err(Error::Effect { .. })), "{}: {answers:?}", B::LABEL);
+    assert!(matches!(answers[4], Err(Error::NotFound { .. })), "{}: {answers:?}", B::LABEL);
+    // The transaction is usable after the refusals: the caller's own row goes in it.
+    insert_receipt(&mut tx, &w.receipts, 1).await;
+    assert_eq!(fx.raw_row(&fx.table, 1).await, Some(("created".to_owned(), 0)), "{}: not committed", B::LABEL);
+    tx.rollback().await.unwrap();
+    for id in 1..=3 {
+        assert_eq!(fx.store.get(id).await.unwrap(), Snapshot { state: Order::Created, version: 0 }, "{}", B::LABEL);
+        assert_eq!(fx.history_rows(&fx.table, &id.to_string()).await, 0, "{}: history of {id}", B::LABEL);
+    }
+    assert_eq!(receipts(&fx, &w.receipts).await, 0, "{}", B::LABEL);
+    // The same batch, committed: what applied is persisted together.
+    let mut tx = fx.store.begin().await.unwrap();
+    let answers = fx.store.within(&mut tx).apply_many(batch(&fx)).await;
+    assert_eq!(answers.iter().filter(|answer| answer.is_ok()).count(), 2, "{}: {answers:?}", B::LABEL);
+    tx.commit().await.unwrap();
+    assert_eq!(fx.store.get(1).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+    assert_eq!(fx.store.get(2).await.unwrap(), Snapshot { state: Order::Paid, version: 1 });
+    assert_eq!(fx.store.get(3).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    assert_eq!(fx.history_rows(&fx.table, "2").await, 1, "{}: history == version", B::LABEL);
+}
+
 crate::fixture::sql::per_backend!(
+    batch_inside,
     order_and_payment_commit_together,
     failure_in_the_second_leaves_both_unmoved,
     rollback_after_applied_persists_nothing,

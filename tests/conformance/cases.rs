@@ -1098,3 +1098,117 @@ pub async fn batches_race_singles<S: Store<Order> + RawAccess + 'static>(store: 
         assert_eq!(store.history(id).await.unwrap().len(), 1, "entity {id}");
     }
 }
+
+/// A batch's history rows record each request's actor, reason, metadata and key, as
+/// `apply` does; a key replayed in a later batch gives `Replayed`, the same key with another
+/// fingerprint `IdempotencyKeyReused`, and an entity whose stored state is no state
+/// `UnknownState`, each failing alone.
+pub async fn batch_records_audit_and_keys<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, table: String) {
+    for id in 1..=4 {
+        store.create(id).await.unwrap();
+    }
+    store.corrupt(&table, 4, "teleported").await;
+    let keyed = |id: i64, seq, body: &str| {
+        TransitionRequest::to(id, Order::Paid).idempotency_key(key(&table, seq), fingerprint(body))
+    };
+    let first = store
+        .apply_many(vec![
+            TransitionRequest::to(1, Order::Paid)
+                .actor("clerk")
+                .reason("paid at the desk")
+                .metadata(serde_json::json!({"till": 3})),
+            keyed(2, 20, "pay 2").actor("api"),
+            TransitionRequest::to(4, Order::Paid),
+        ])
+        .await;
+    assert!(first[0].as_ref().unwrap().is_applied(), "{first:?}");
+    assert!(first[1].as_ref().unwrap().is_applied(), "{first:?}");
+    assert!(matches!(first[2], Err(Error::UnknownState { ref value, .. }) if value == "teleported"), "{first:?}");
+    let entry = store.history(1).await.unwrap().remove(0);
+    assert_eq!((entry.actor.as_deref(), entry.reason.as_deref()), (Some("clerk"), Some("paid at the desk")));
+    assert_eq!(entry.metadata, Some(serde_json::json!({"till": 3})));
+    assert_eq!(entry.idempotency_key, None);
+    let entry = store.history(2).await.unwrap().remove(0);
+    assert_eq!(entry.actor.as_deref(), Some("api"));
+    assert_eq!(entry.idempotency_key, Some(key(&table, 20).to_string()));
+
+    let second = store.apply_many(vec![keyed(2, 20, "pay 2"), keyed(3, 20, "pay 3"), keyed(3, 30, "pay 3")]).await;
+    assert_eq!(second[0].as_ref().unwrap(), &Outcome::Replayed { from: Order::Created, to: Order::Paid, version: 1 });
+    assert!(matches!(second[1], Err(Error::IdempotencyKeyReused { .. })), "{second:?}");
+    assert_eq!(second[2].as_ref().unwrap(), &Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 });
+    for (id, versions) in [(1, 1), (2, 1), (3, 1), (4, 0)] {
+        assert_eq!(store.history(id).await.unwrap().len(), versions, "entity {id}");
+    }
+}
+
+/// Effects in a batch run per request: a failing effect fails its request only, and writes
+/// nothing of it; the requests around it apply.
+pub async fn batch_effect_fails_alone<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    for id in 1..=3 {
+        store.create(id).await.unwrap();
+    }
+    let runs = Arc::new(AtomicUsize::new(0));
+    let answers = store
+        .apply_many(vec![
+            TransitionRequest::to(1, Order::Paid),
+            TransitionRequest::to(2, Order::Paid)
+                .effect(counting::<S::Tx>(runs.clone()))
+                .effect(|_tx| Box::pin(async { Err("card declined".into()) })),
+            TransitionRequest::to(3, Order::Paid).effect(counting::<S::Tx>(runs.clone())),
+            TransitionRequest::to(3, Order::Paid).effect(counting::<S::Tx>(runs.clone())),
+        ])
+        .await;
+    assert!(answers[0].as_ref().unwrap().is_applied(), "{answers:?}");
+    assert!(matches!(answers[1], Err(Error::Effect { .. })), "{answers:?}");
+    assert!(answers[2].as_ref().unwrap().is_applied(), "{answers:?}");
+    assert!(matches!(answers[3], Ok(Outcome::AlreadyApplied { .. })), "{answers:?}");
+    // The failed request's first effect ran and was rolled back with it; the replay ran none.
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(store.get(2).await.unwrap(), Snapshot { state: Order::Created, version: 0 });
+    assert!(store.history(2).await.unwrap().is_empty());
+    assert_eq!(store.history(3).await.unwrap().len(), 1);
+}
+
+/// Batches racing batches: each names every entity twice (to `Paid`, then to `Shipped`), so
+/// a batch holds two rounds; across all of them exactly one `Applied` per move, and history ==
+/// version.
+pub async fn batches_race_batches<S: Store<Order> + RawAccess + 'static>(store: Arc<S>, _table: String) {
+    const ENTITIES: i64 = 30;
+    for id in 1..=ENTITIES {
+        store.create(id).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..6_i64)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Each task in its own order of entities, so that the batches overlap in
+                // different orders.
+                let ids: Vec<i64> = (0..ENTITIES).map(|k| 1 + (k * (task + 1) * 7) % ENTITIES).collect();
+                let requests = ids
+                    .iter()
+                    .map(|&id| TransitionRequest::to(id, Order::Paid))
+                    .chain(ids.iter().map(|&id| TransitionRequest::to(id, Order::Shipped)))
+                    .collect();
+                store.apply_many(requests).await
+            })
+        })
+        .collect();
+    let (mut paid, mut shipped) = (0, 0);
+    for task in tasks {
+        for answer in task.await.unwrap() {
+            match answer {
+                Ok(Outcome::Applied { from: Order::Created, to: Order::Paid, version: 1 }) => paid += 1,
+                Ok(Outcome::Applied { from: Order::Paid, to: Order::Shipped, version: 2 }) => shipped += 1,
+                Ok(Outcome::AlreadyApplied { state: Order::Paid | Order::Shipped, .. }) => {}
+                // Another batch shipped the entity before this one's move to `Paid`.
+                Err(Error::InvalidTransition { from: "shipped", to: "paid", .. }) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!((paid, shipped), (ENTITIES, ENTITIES), "one Applied per move");
+    for id in 1..=ENTITIES {
+        assert_eq!(store.get(id).await.unwrap(), Snapshot { state: Order::Shipped, version: 2 });
+        assert_eq!(store.history(id).await.unwrap().len(), 2, "entity {id}");
+    }
+}

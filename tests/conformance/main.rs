@@ -118,6 +118,9 @@ macro_rules! conformance {
                 clones_share_state: Order,
                 batch_follows_outcome_table: Order,
                 batches_race_singles: Order,
+                batch_records_audit_and_keys: Order,
+                batch_effect_fails_alone: Order,
+                batches_race_batches: Order,
             );
         }
     };

@@ -44,6 +44,9 @@ pub(crate) mod private {
         const ON_CONFLICT_DO_NOTHING: &'static str;
         /// The type `CAST` takes for a `BIGINT` result.
         const CAST_INT: &'static str;
+        /// Whether the batch statement ([`crate::sql::batch`]) takes its items as one JSON array
+        /// of rows (one `json_each` over small rows) rather than one array per field.
+        const BATCH_AS_ROWS: bool = false;
         /// The statement that begins a write transaction, when it is not the plain `BEGIN`.
         const BEGIN_WRITE: Option<&'static str> = None;
         /// An index hint for the outbox's claim of one topic.

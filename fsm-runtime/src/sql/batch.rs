@@ -6,6 +6,8 @@
 //! item's position, id (as text), target, legal sources (joined by [`SOURCES_SEPARATOR`]),
 //! event, expected version, actor, reason, idempotency key (as the history records it),
 //! metadata, key source, key seq, fingerprint; then the machine, the entity table and the time.
+//! A database without arrays ([`Driver::BATCH_AS_ROWS`]) takes the items as one JSON array of
+//! rows instead, each row those thirteen fields in that order, then the same three values.
 //! The items name distinct entities. It answers one row per item, `(position, applied, state,
 //! version, id, stored fingerprint, stored outcome)`: `(…, true, from, new version, id, …)`
 //! when the item applied, else `(…, false, state, version, id, …)` of the row it found (`NULL`s:
@@ -66,8 +68,14 @@ pub(crate) async fn run<B: Driver>(
     items: &[BatchItem<'_>],
     shared_args: BatchShared<'_>,
 ) -> Result<Vec<BatchAnswer>, sqlx::Error> {
-    let columns = columns(items);
-    let mut args: Vec<Arg<'_>> = columns.iter().map(Arg::Column).collect();
+    let (columns, rows);
+    let mut args: Vec<Arg<'_>> = if B::BATCH_AS_ROWS {
+        rows = rows_json(items)?;
+        vec![Arg::Text(&rows)]
+    } else {
+        columns = self::columns(items);
+        columns.iter().map(Arg::Column).collect()
+    };
     args.extend([Arg::Text(shared_args.machine), Arg::Text(shared_args.table), Arg::Int(shared_args.at_micros)]);
     let rows = match B::fetch(conn, shared(sql), &args).await {
         Ok(rows) => rows,
@@ -94,6 +102,33 @@ pub(crate) async fn run<B: Driver>(
         }
     }
     Ok(answers)
+}
+
+/// The items as one JSON array of rows, each row the item's fields in the statement's order.
+fn rows_json(items: &[BatchItem<'_>]) -> Result<String, sqlx::Error> {
+    let separator = SOURCES_SEPARATOR.to_string();
+    let rows: Vec<serde_json::Value> = items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            serde_json::json!([
+                position,
+                item.id,
+                item.target,
+                item.sources.join(&separator),
+                item.event,
+                item.expected_version,
+                item.actor,
+                item.reason,
+                item.key_text,
+                item.metadata,
+                item.key.map(|(source, _, _)| source),
+                item.key.map(|(_, seq, _)| seq),
+                item.key.map(|(_, _, fingerprint)| fingerprint),
+            ])
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 /// The items' fields, one column each, in the statement's order.
@@ -136,10 +171,12 @@ mod tests {
             metadata: None,
             key: Some(("src", 1, "fp")),
         };
-        let columns = columns(&[item.clone(), BatchItem { key: None, ..item }]);
+        let columns = columns(&[item.clone(), BatchItem { key: None, ..item.clone() }]);
         assert_eq!(columns[0], Column::Ints(vec![Some(0), Some(1)]));
         assert_eq!(columns[3], Column::Texts(vec![Some("open\u{1f}late".into()); 2]));
         assert_eq!(columns[11], Column::Ints(vec![Some(1), None]));
         assert_eq!(columns[12].to_json().unwrap(), r#"["fp",null]"#);
+        let rows = rows_json(&[BatchItem { key: None, ..item }]).unwrap();
+        assert_eq!(rows, r#"[[0,"7","paid","open\u001flate",null,3,"ops",null,"src/1",null,null,null,null]]"#);
     }
 }

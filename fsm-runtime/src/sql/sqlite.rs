@@ -44,6 +44,7 @@ impl Driver for Sqlite {
     const ON_CONFLICT_DO_NOTHING: &'static str = " ON CONFLICT DO NOTHING";
     const CAST_INT: &'static str = "INTEGER";
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const BATCH_AS_ROWS: bool = true;
     const TRANSACTIONAL_DDL: bool = true;
 
     /// Backticks: SQLite takes a double-quoted name that matches no column for a string literal
@@ -133,37 +134,34 @@ fn batch(mapping: &TableMapping) -> String {
     )
 }
 
-/// The one-call batch of `mapping` ([`crate::sql::batch`]; items without a key): the
-/// transition's batch over the items' JSON arrays. Under the write lock of `BEGIN IMMEDIATE`,
-/// a read answers every item (a row in a legal source at the expected version applies: its
-/// version + 1), then one `INSERT … SELECT` writes the history rows of those that apply and one
-/// `UPDATE … FROM` moves them.
+/// The one-call batch of `mapping` ([`crate::sql::batch`]; items without a key, as one JSON
+/// array of rows): under the write lock of `BEGIN IMMEDIATE`, a read answers every item (a row
+/// in a legal source at the expected version applies: its version + 1), then one
+/// `INSERT … SELECT` writes the history rows of those that apply and one `UPDATE … FROM` moves
+/// them. Each row is read with `json_each` once and its fields with `->>` on the row alone.
 fn many(mapping: &TableMapping) -> String {
     let q = <Sqlite as Driver>::quote;
     let (table, id, state, version) = (q(&mapping.table), q(&mapping.id), q(&mapping.state), q(&mapping.version));
     let entity = <Sqlite as Driver>::id_text(&format!("t.{id}"));
-    let at = |n: usize| format!("json_extract(?{n}, '$[' || i.key || ']')");
-    let (item_id, target, sources, event, expected) = (at(2), at(3), at(4), at(5), at(6));
+    let field = |n: usize| format!("(i.value ->> {n})");
+    let (position, item_id, target, sources, event, expected) =
+        (field(0), field(1), field(2), field(3), field(4), field(5));
+    let (actor, reason, key, metadata) = (field(6), field(7), field(8), field(9));
     let matches = format!(
         "instr(char(31) || {sources} || char(31), char(31) || t.{state} || char(31)) > 0 \
          AND ({expected} IS NULL OR t.{version} = {expected})"
     );
     let applies = format!("(CASE WHEN {matches} THEN 1 ELSE 0 END)");
-    let items = format!("json_each(?1) i JOIN {table} t ON t.{id} = {item_id}");
     format!(
         "BEGIN IMMEDIATE; \
-         SELECT i.value, {applies}, t.{state}, t.{version} + {applies}, {entity}, NULL, NULL \
+         SELECT {position}, {applies}, t.{state}, t.{version} + {applies}, {entity}, NULL, NULL \
          FROM json_each(?1) i LEFT JOIN {table} t ON t.{id} = {item_id}; \
          INSERT INTO fsm_history ({HISTORY_COLUMNS}) \
-         SELECT ?15, ?14, {entity}, t.{version} + 1, t.{state}, {target}, {event}, ?16, {}, {}, {}, {} \
-         FROM {items} WHERE {matches}; \
+         SELECT ?3, ?2, {entity}, t.{version} + 1, t.{state}, {target}, {event}, ?4, {actor}, {reason}, {key}, {metadata} \
+         FROM json_each(?1) i JOIN {table} t ON t.{id} = {item_id} WHERE {matches}; \
          UPDATE {table} AS t SET {state} = {target}, {version} = t.{version} + 1 FROM json_each(?1) i \
          WHERE t.{id} = {item_id} AND {matches}; \
-         COMMIT",
-        at(7),
-        at(8),
-        at(9),
-        at(10),
+         COMMIT"
     )
 }
 

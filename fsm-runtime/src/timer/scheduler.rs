@@ -65,12 +65,14 @@ impl<M: StateMachine, S: Store<M>, T: TimerSource, C: Clock> Scheduler<M, S, T, 
         self
     }
 
-    /// One pass: claim the due timers of a batch and fire each.
+    /// One pass: claim the due timers of a batch and fire them, in one
+    /// [`Store::apply_many`] (one statement on PostgreSQL and SQLite).
     pub async fn run_once(&self) -> Result<SchedulerReport, Error> {
         let mut report = SchedulerReport::default();
         let claimed = self.timers.claim(self.clock.now_micros(), self.batch, self.lease).await?;
-        for timer in &claimed {
-            match self.fire(timer).await {
+        let fired = self.fire_all(&claimed).await;
+        for (timer, outcome) in claimed.iter().zip(fired) {
+            match outcome {
                 Ok(outcome) => {
                     self.timers.finish(timer, self.clock.now_micros(), outcome).await?;
                     if outcome.applied() { report.fired += 1 } else { report.no_ops += 1 }
@@ -85,16 +87,41 @@ impl<M: StateMachine, S: Store<M>, T: TimerSource, C: Clock> Scheduler<M, S, T, 
         Ok(report)
     }
 
-    /// Fires one timer: its outcome, or the error that leaves it to be fired again.
-    async fn fire(&self, timer: &DueTimer) -> Result<TimerOutcome, Error> {
+    /// Fires the claimed timers in one batch: each one's outcome, or the error that leaves it
+    /// to be fired again, in the order of `claimed`.
+    async fn fire_all(&self, claimed: &[DueTimer]) -> Vec<Result<TimerOutcome, Error>> {
+        let mut answers: Vec<Option<Result<TimerOutcome, Error>>> = Vec::with_capacity(claimed.len());
+        let mut requests = Vec::new();
+        for timer in claimed {
+            match self.request(timer) {
+                Ok(Some(request)) => {
+                    requests.push(request);
+                    answers.push(None);
+                }
+                Ok(None) => answers.push(Some(Ok(TimerOutcome::UnknownEvent))),
+                Err(error) => answers.push(Some(Err(error))),
+            }
+        }
+        let mut fired = self.store.apply_many(requests).await.into_iter();
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                Some(answer) => answer,
+                None => fired.next().map_or_else(|| Err(unanswered()), outcome_of),
+            })
+            .collect()
+    }
+
+    /// The request that fires `timer` (`None`: the machine has no such event).
+    fn request(&self, timer: &DueTimer) -> Result<Option<TransitionRequest<'static, M, S::Tx>>, Error> {
         let Some(event) = M::EVENTS.iter().copied().find(|event| M::event_name(*event) == timer.event) else {
-            return Ok(TimerOutcome::UnknownEvent);
+            return Ok(None);
         };
         let request = TransitionRequest::fire(timer.entity.clone(), event)
             .idempotency_key(timer_key(timer)?, timer_fingerprint(timer))
             .actor("scheduler")
             .reason(format!("timer {}", timer.timer_id));
-        outcome_of(self.store.apply(request).await)
+        Ok(Some(request))
     }
 
     /// Runs passes until `shutdown` completes, sleeping `idle` after a pass that did not fill
@@ -110,6 +137,17 @@ impl<M: StateMachine, S: Store<M>, T: TimerSource, C: Clock> Scheduler<M, S, T, 
             }
         })
         .await;
+    }
+}
+
+/// The error of a timer the store's batch gave no answer for (a store that breaks the contract
+/// of [`Store::apply_many`]): the timer is fired again later.
+fn unanswered() -> Error {
+    Error::Database {
+        machine: "timers",
+        table: "fsm_timers".to_owned(),
+        retryable: true,
+        source: "the store's batch gave no answer for the timer".into(),
     }
 }
 

@@ -54,7 +54,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let mut pending: Pending<'_, M, B> =
             requests.into_iter().map(|request| Some(request.timers_as_effect(table))).collect();
         let mut answers: Answers<M> = pending.iter().map(|_| None).collect();
-        let statement = self.transition.batch.clone().filter(|_| self.transition.nests || !tx.in_transaction());
+        let nested = tx.in_transaction();
+        let statement = self.transition.batch.clone().filter(|_| self.transition.nests || !nested);
         for round in 0..rounds.iter().max().map_or(0, |last| last + 1) {
             let members: Vec<usize> = (0..rounds.len()).filter(|&i| rounds[i] == round).collect();
             if let Some(sql) = &statement {
@@ -62,7 +63,12 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             }
             for i in members {
                 if let Some(request) = pending[i].take() {
-                    answers[i] = Some(self.apply_one(tx, request).await);
+                    answers[i] = Some(if tx.in_transaction() == nested {
+                        self.apply_one(tx, request).await
+                    } else {
+                        // An earlier request's transaction could not be rolled back.
+                        Err(self.left_unusable("a request's transaction could not be rolled back"))
+                    });
                 }
             }
         }
@@ -78,7 +84,13 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         request: TransitionRequest<'_, M, SqlTx<B>>,
     ) -> Result<Outcome<M>, Error> {
         if !tx.in_transaction() {
-            return self.apply_request(tx, request).await;
+            let outcome = self.apply_request(tx, request).await;
+            // A failed effect leaves its transaction open: rolled back before the next request,
+            // which would otherwise run (and commit) inside it.
+            if tx.in_transaction() {
+                tx.finish_rollback().await.map_err(|e| self.db(e))?;
+            }
+            return outcome;
         }
         let mut nested = Nested::enter(tx);
         let outcome = self.apply_request(nested.tx(), request).await;

@@ -682,8 +682,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         rows.map_err(|e| self.history_db(e))?.into_iter().map(|row| history_entry(&stored, row)).collect()
     }
 
-    /// The error of every request of a batch in the caller's transaction when the transaction
-    /// could not be restored after it (`error`).
+    /// The error of a request of a batch whose transaction could not be restored (`error`):
+    /// the caller's, after the batch, or one an earlier request of the batch left open.
     fn left_unusable(&self, error: &str) -> Error {
         Error::Database {
             machine: M::MACHINE,

@@ -6,11 +6,11 @@ use crate::fixture::backends::{self, DropProcedures as _, RawAccess as _};
 use crate::fixture::machines::Order;
 use fsm_runtime::{Error, MySqlStore, Outcome, Store, sqlx};
 
-/// How many transition procedures name `table`.
+/// How many procedures of the store (transition, keyed transition, batch) name `table`.
 async fn procedures_of(pool: &sqlx::MySqlPool, table: &str) -> i64 {
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() \
-         AND ROUTINE_NAME LIKE 'fsm\\_transition\\_%' AND ROUTINE_DEFINITION LIKE CONCAT('%`', ?, '`%')",
+         AND ROUTINE_NAME LIKE 'fsm\\_%' AND ROUTINE_DEFINITION LIKE CONCAT('%`', ?, '`%')",
     )
     .bind(table)
     .fetch_one(pool)
@@ -42,11 +42,11 @@ async fn the_store_creates_its_procedure_and_transitions_through_it() {
         return;
     };
     let _leftovers = store.leftovers(&table);
-    assert_eq!(procedures_of(store.pool(), &table).await, 1);
+    assert_eq!(procedures_of(store.pool(), &table).await, 3, "plain, keyed and batch");
     outcomes(&store).await;
     // A second store on the same mapping finds the procedure there.
     let again = MySqlStore::<Order>::with_mapping(store.pool().clone(), store.mapping().clone()).await.unwrap();
-    assert_eq!(procedures_of(store.pool(), &table).await, 1);
+    assert_eq!(procedures_of(store.pool(), &table).await, 3, "plain, keyed and batch");
     assert_eq!(again.get(1).await.unwrap().version, 1);
     store.cleanup(&table).await;
     assert_eq!(procedures_of(store.pool(), &table).await, 0);

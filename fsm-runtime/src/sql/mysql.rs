@@ -2,11 +2,13 @@
 //!
 //! MySQL has no data-modifying CTE, no `UPDATE … RETURNING`, no `RETURNING` on an upsert, and
 //! prepared statements cannot be batched: the one-round-trip transition is a stored procedure
-//! the store creates when it is built ([`mysql_procedure`](super::mysql_procedure)); where the
-//! server refuses, and for transitions with effects or a key, the store reads, then runs a
-//! compare-and-set in a transaction. sqlx connects with `CLIENT_FOUND_ROWS`, and every
+//! the store creates when it is built ([`mysql_procedure`](super::mysql_procedure)), one for
+//! plain and one for keyed transitions, and one for batches; where the server refuses, and for
+//! transitions with effects, the store reads, then runs a compare-and-set in a transaction. sqlx connects with `CLIENT_FOUND_ROWS`, and every
 //! compare-and-set changes a column, so "rows affected" is the number of rows matched. A
 //! duplicate key is an error (no `ON CONFLICT DO NOTHING`), which the callers classify.
+
+use std::sync::Arc;
 
 use sqlx::{MySql, MySqlConnection, SqlStr};
 
@@ -50,6 +52,7 @@ impl Driver for MySql {
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const ON_CONFLICT_DO_NOTHING: &'static str = "";
     const CAST_INT: &'static str = "SIGNED";
+    const BATCH_AS_ROWS: bool = true;
     /// Forced: for `ORDER BY id LIMIT n` on a small table the optimizer may walk the primary
     /// key instead, locking (and on MariaDB waiting for) rows of other topics despite SKIP
     /// LOCKED.
@@ -88,7 +91,16 @@ impl Driver for MySql {
     /// Creates the mapping's transition procedure if missing; without it (with a warning in
     /// the log, when the server refuses) the store sends the transaction from the client.
     async fn transition_sql(conn: &mut MySqlConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
-        TransitionSql { plain: create_procedure(conn, mapping).await.map(Into::into), ..TransitionSql::default() }
+        let Some(id_type) = id_column_type(conn, mapping).await else {
+            return TransitionSql::default();
+        };
+        TransitionSql {
+            plain: create_procedure(conn, mapping, mysql_procedure::procedure(mapping, &id_type, false)).await,
+            keyed: create_procedure(conn, mapping, mysql_procedure::procedure(mapping, &id_type, true)).await,
+            batch: create_procedure(conn, mapping, mysql_procedure::batch_procedure(mapping, &id_type)).await,
+            misses_on_stored_key: true,
+            ..TransitionSql::default()
+        }
     }
 
     async fn prepare_script(conn: &mut MySqlConnection, script: &'static str) -> Result<String, sqlx::Error> {
@@ -163,19 +175,28 @@ pub(crate) fn is_transient(error: &sqlx::mysql::MySqlDatabaseError) -> bool {
     matches!(error.number(), 1047 | 1205 | 1213 | 1927) || error.code().is_some_and(|code| code.starts_with("08"))
 }
 
-/// Creates the procedure of `mapping` if missing: its `CALL`, or `None` with a warning.
-async fn create_procedure(conn: &mut MySqlConnection, mapping: &TableMapping) -> Option<String> {
+/// The declared type of `mapping`'s id column, which the procedures' id parameter takes;
+/// `None` (no procedures: the client-side path) when it is not known.
+async fn id_column_type(conn: &mut MySqlConnection, mapping: &TableMapping) -> Option<String> {
     let query = owned(mysql_procedure::id_column_type_query(mapping));
-    let id_type = match MySql::fetch(conn, query, &[]).await.map(|rows| rows.first().map(|row| row.text(0))) {
-        Ok(Some(Ok(id_type))) if is_plain_column_type(&id_type) => id_type,
+    match MySql::fetch(conn, query, &[]).await.map(|rows| rows.first().map(|row| row.text(0))) {
+        Ok(Some(Ok(id_type))) if is_plain_column_type(&id_type) => Some(id_type),
         other => {
             tracing::warn!(table = %mapping.table, answer = ?other, "no transition procedure: the id column's type is not known");
-            return None;
+            None
         }
-    };
-    let (create, call) = mysql_procedure::procedure(mapping, &id_type);
+    }
+}
+
+/// Creates the procedure `(create, call)` of `mapping`: its `CALL`, or `None` (the
+/// client-side path) when the server refuses.
+async fn create_procedure(
+    conn: &mut MySqlConnection,
+    mapping: &TableMapping,
+    (create, call): (String, String),
+) -> Option<Arc<str>> {
     match MySql::execute_script(conn, &create).await {
-        Ok(()) => Some(call),
+        Ok(()) => Some(call.into()),
         Err(error) => {
             tracing::warn!(table = %mapping.table, %error, "no transition procedure: the server refused to create it");
             None

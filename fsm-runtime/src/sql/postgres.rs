@@ -101,6 +101,7 @@ impl Driver for Postgres {
             keyed: Some(transition(mapping, id_type, true).into()),
             batch: id_type.map(|id_type| batch(mapping, id_type).into()),
             batch_keys: true,
+            misses_on_stored_key: false,
             nests: true,
             read_first: false,
         }

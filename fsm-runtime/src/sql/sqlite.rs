@@ -87,6 +87,7 @@ impl Driver for Sqlite {
             keyed: None,
             batch: Some(many(mapping).into()),
             batch_keys: false,
+            misses_on_stored_key: false,
             nests: false,
             read_first: true,
         }

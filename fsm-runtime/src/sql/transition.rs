@@ -32,6 +32,10 @@ pub struct TransitionSql {
     /// The one-statement batch ([`crate::sql::batch`]) of requests without effects on distinct
     /// entities (`None`: the database has none, and a batch is sent request by request).
     pub(crate) batch: Option<Arc<str>>,
+    /// Whether the keyed statement answers a key stored already as a miss (MySQL's procedure)
+    /// rather than failing on it with a unique violation (PostgreSQL's CTE): then a unique
+    /// violation from it is about another row, an error.
+    pub(crate) misses_on_stored_key: bool,
     /// Whether the batch statement also takes requests with an idempotency key.
     pub(crate) batch_keys: bool,
     /// Whether a plain read should come first for a request without key or effects, the

@@ -522,7 +522,9 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         args: OneStatement<'_>,
     ) -> Result<OneStatementRows, sqlx::Error> {
         match transition::run::<B::Driver>(&mut **tx, sql, args).await {
-            Err(error) if args.key.is_some() && is_key_violation(&error) => Ok(OneStatementRows::default()),
+            Err(error) if args.key.is_some() && !self.transition.misses_on_stored_key && is_key_violation(&error) => {
+                Ok(OneStatementRows::default())
+            }
             answer => answer,
         }
     }

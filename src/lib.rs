@@ -39,6 +39,11 @@ pub struct TimersDoctests;
 #[cfg(doctest)]
 pub struct StoresDoctests;
 
+/// The Rust code blocks of `docs/derive.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/derive.md")]
+#[cfg(doctest)]
+pub struct DeriveDoctests;
+
 /// The Rust code blocks of `docs/tokens-and-leases.md`, compiled and run as doctests.
 #[doc = include_str!("../docs/tokens-and-leases.md")]
 #[cfg(doctest)]

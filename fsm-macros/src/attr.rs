@@ -93,6 +93,8 @@ pub struct StateAttrs {
     pub initial: Option<Span>,
     /// The `terminal` keyword, when given.
     pub terminal: Option<Span>,
+    /// The `in_flight` keyword, when given.
+    pub in_flight: Option<Span>,
     /// `rename = "..."`.
     pub rename: Option<LitStr>,
     /// The keys read so far, across all of the variant's `#[state(...)]` attributes.
@@ -117,6 +119,7 @@ impl StateAttrs {
         match key {
             StateKey::Initial => self.initial = Some(span),
             StateKey::Terminal => self.terminal = Some(span),
+            StateKey::InFlight => self.in_flight = Some(span),
             StateKey::Rename => self.rename = Some(meta.value()?.parse()?),
         }
         Ok(())
@@ -290,16 +293,16 @@ mod tests {
     #[test]
     fn state_keys_are_read_across_attributes() {
         let attrs: Vec<Attribute> = parse_quote! {
-            #[state(initial)]
-            #[state(rename = "x", initial, terminal)]
+            #[state(initial, in_flight)]
+            #[state(rename = "x", initial, terminal, in_flight)]
         };
         let mut errors = Errors::default();
         let mut read = StateAttrs::default();
         for attr in &attrs {
             read.read(attr, &mut errors);
         }
-        assert_eq!(errors.messages(), ["duplicate key `initial`"]);
-        assert!(read.initial.is_some() && read.terminal.is_some());
+        assert_eq!(errors.messages(), ["duplicate key `initial`", "duplicate key `in_flight`"]);
+        assert!(read.initial.is_some() && read.terminal.is_some() && read.in_flight.is_some());
         assert_eq!(read.rename.map(|lit| lit.value()).as_deref(), Some("x"));
     }
 

@@ -94,6 +94,7 @@ pub fn event_enum(machine: &Machine) -> TokenStream {
 /// The bodies of the generated items.
 pub struct Bodies {
     states: TokenStream,
+    in_flight: TokenStream,
     transitions: TokenStream,
     events: TokenStream,
     mapping: TokenStream,
@@ -121,6 +122,7 @@ impl Bodies {
         let unreachable = quote!(#core::unreachable!());
         Bodies {
             states: quote!(&[]),
+            in_flight: quote!(&[]),
             transitions: quote!(&[]),
             events: quote!(&[]),
             mapping: quote!(#private::TableMapping::from_static("", "", "", "")),
@@ -251,6 +253,7 @@ impl Bodies {
 
         Bodies {
             states: quote!(&[#(#all_states),*]),
+            in_flight: slice(machine.in_flight_states()),
             transitions: quote!(&[#(#transitions),*]),
             events: quote!(&[#(#all_events),*]),
             mapping: quote!(#private::TableMapping::from_static(#table_name, #id, #column, #version)),
@@ -287,6 +290,7 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
     let name = &machine.name;
     let Bodies {
         states,
+        in_flight,
         transitions,
         events,
         mapping,
@@ -313,6 +317,8 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
             impl #ident {
                 /// Every state, in declaration order.
                 pub const STATES: &'static [Self] = #states;
+                /// The in-flight states (`#[state(in_flight)]`), in declaration order.
+                pub const IN_FLIGHT: &'static [Self] = #in_flight;
                 /// A Mermaid `stateDiagram-v2` rendering of the machine.
                 pub const MERMAID: &'static #str = #mermaid;
                 /// A Graphviz DOT rendering of the machine.
@@ -362,6 +368,7 @@ pub fn machine(machine: &Machine, bodies: &Bodies) -> TokenStream {
 
                 const MACHINE: &'static #str = #name;
                 const STATES: &'static [Self] = Self::STATES;
+                const IN_FLIGHT: &'static [Self] = Self::IN_FLIGHT;
                 const TRANSITIONS: &'static [#private::Edge<Self>] = #transitions;
                 const EVENTS: &'static [#event] = #events;
                 const MAPPING: #private::TableMapping = #mapping;

@@ -85,6 +85,8 @@ keys! {
         Initial = "initial",
         /// `terminal`: no transition leaves the state.
         Terminal = "terminal",
+        /// `in_flight`: the state of an entity whose call to an outside service is under way.
+        InFlight = "in_flight",
         /// `rename = "..."`: the stored name of the state.
         Rename = "rename",
     }
@@ -133,7 +135,7 @@ mod tests {
     fn all_lists_every_variant_in_order() {
         use MachineKey::*;
         assert_eq!(MachineKey::ALL, [RenameAll, Event, Name, Table, Id, Column, Version, Cyclic]);
-        assert_eq!(StateKey::ALL, [StateKey::Initial, StateKey::Terminal, StateKey::Rename]);
+        assert_eq!(StateKey::ALL, [StateKey::Initial, StateKey::Terminal, StateKey::InFlight, StateKey::Rename]);
         assert_eq!(TransitionKey::ALL, [TransitionKey::From, TransitionKey::On, TransitionKey::Strict]);
     }
 
@@ -143,7 +145,7 @@ mod tests {
         for name in ["events", "strict", "Event", "rename_All", "cyclical"] {
             assert_eq!(MachineKey::parse(&ident(name)), None, "{name}");
         }
-        for name in ["final", "name", "from", "Initial"] {
+        for name in ["final", "name", "from", "Initial", "inflight", "in_Flight", "InFlight"] {
             assert_eq!(StateKey::parse(&ident(name)), None, "{name}");
         }
         for name in ["to", "initial", "From"] {
@@ -156,7 +158,7 @@ mod tests {
     #[test]
     fn known_keys_are_the_names_of_the_variants() {
         assert_eq!(MachineKey::known(), "`rename_all`, `event`, `name`, `table`, `id`, `column`, `version`, `cyclic`");
-        assert_eq!(StateKey::known(), "`initial`, `terminal`, `rename`");
+        assert_eq!(StateKey::known(), "`initial`, `terminal`, `in_flight`, `rename`");
         assert_eq!(TransitionKey::known(), "`from`, `on`, `strict`");
         assert_eq!(
             (MachineKey::ATTRIBUTE, StateKey::ATTRIBUTE, TransitionKey::ATTRIBUTE),

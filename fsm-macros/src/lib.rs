@@ -56,13 +56,15 @@ use crate::expand::Bodies;
 /// - `cyclic = [Event, ...]`: events that lead, on purpose, to one of their own sources.
 ///
 /// Variant attributes: `#[state(initial)]` (exactly one), `#[state(terminal)]` (checked: no
-/// transition leaves it), `#[state(rename = "...")]`, combinable in one attribute; and any number
-/// of `#[transition(from = A, on = Event)]` or `#[transition(from = [A, B], on = Event)]`, whose
+/// transition leaves it), `#[state(in_flight)]` (a call to an outside service is under way in
+/// it; checked: it is neither initial nor terminal, a transition leads to it and one leaves it),
+/// `#[state(rename = "...")]`, combinable in one attribute; and any number of
+/// `#[transition(from = A, on = Event)]` or `#[transition(from = [A, B], on = Event)]`, whose
 /// target is the variant they are written on (`on` is optional).
 ///
 /// Generated: the event enum (events in order of first use, with `as_str` and `Display`); the
-/// `StateMachine` impl; inherent `const` items mirroring the pure ones (`STATES`, `MERMAID`,
-/// `DOT`, `initial`, `as_str`, `sources`, `can_transition`, `is_terminal`, `fire`), usable in
+/// `StateMachine` impl; inherent `const` items mirroring the pure ones (`STATES`, `IN_FLIGHT`,
+/// `MERMAID`, `DOT`, `initial`, `as_str`, `sources`, `can_transition`, `is_terminal`, `fire`), usable in
 /// `const` context without importing the trait; `FromStr` and `Display` by stored name; and the
 /// serde (and other) codecs that `fsm-runtime`'s features enable.
 #[proc_macro_derive(StateMachine, attributes(state_machine, state, transition))]
@@ -183,6 +185,147 @@ mod tests {
              s1_ --> s2\n    s2 --> [*]\n"
         );
         assert!(render::dot(&machine, &table).starts_with("digraph \"graph\" {\n"));
+    }
+
+    fn payment() -> DeriveInput {
+        parse_quote! {
+            #[state_machine(rename_all = "snake_case")]
+            enum Payment {
+                #[state(initial)]
+                Authorized,
+                #[state(in_flight)]
+                #[transition(from = Authorized, on = Capture)]
+                Capturing,
+                #[transition(from = Capturing, on = Confirm)]
+                Captured,
+                #[transition(from = Capturing, on = Decline)]
+                Declined,
+            }
+        }
+    }
+
+    #[test]
+    fn renders_in_flight_states_dashed() {
+        let (machine, table) = checked(payment());
+        assert_eq!(machine.in_flight_states(), [1]);
+        assert_eq!(
+            render::mermaid(&machine, &table),
+            "stateDiagram-v2\n    [*] --> authorized\n    authorized --> capturing: capture\n    \
+             capturing --> captured: confirm\n    capturing --> declined: decline\n    captured --> [*]\n    \
+             declined --> [*]\n    classDef inFlight stroke-dasharray: 5 5\n    class capturing inFlight\n"
+        );
+        assert_eq!(
+            render::dot(&machine, &table),
+            "digraph Payment {\n    rankdir=LR;\n    \"authorized\" [shape=doublecircle];\n    \
+             \"authorized\" -> \"capturing\" [label=\"capture\"];\n    \
+             \"capturing\" -> \"captured\" [label=\"confirm\"];\n    \
+             \"capturing\" -> \"declined\" [label=\"decline\"];\n    \"captured\" [shape=box];\n    \
+             \"declined\" [shape=box];\n    \"capturing\" [style=dashed];\n}\n"
+        );
+    }
+
+    #[test]
+    fn mermaid_classes_in_flight_states_by_their_alias() {
+        let (machine, table) = checked(parse_quote! {
+            #[state_machine(rename_all = "kebab-case")]
+            enum Refund {
+                #[state(initial)]
+                Requested,
+                #[state(in_flight)]
+                #[transition(from = Requested, on = Send)]
+                InTransit,
+                #[state(in_flight, rename = "class")]
+                #[transition(from = InTransit, on = Retry)]
+                Retrying,
+                #[transition(from = [InTransit, Retrying], on = Settle)]
+                Done,
+            }
+        });
+        assert_eq!(
+            render::mermaid(&machine, &table),
+            "stateDiagram-v2\n    state \"in-transit\" as s1\n    state \"class\" as s2\n    [*] --> requested\n    \
+             requested --> s1: send\n    s1 --> s2: retry\n    s1 --> done: settle\n    s2 --> done: settle\n    \
+             done --> [*]\n    classDef inFlight stroke-dasharray: 5 5\n    class s1 inFlight\n    \
+             class s2 inFlight\n"
+        );
+        let dot = render::dot(&machine, &table);
+        assert!(dot.ends_with("    \"in-transit\" [style=dashed];\n    \"class\" [style=dashed];\n}\n"), "{dot}");
+    }
+
+    #[test]
+    fn a_machine_without_in_flight_states_renders_no_class() {
+        let (machine, table) = checked(order());
+        assert!(machine.in_flight_states().is_empty());
+        assert!(!render::mermaid(&machine, &table).contains("classDef"));
+        assert!(!render::dot(&machine, &table).contains("dashed"));
+    }
+
+    #[test]
+    fn in_flight_states_are_entered_and_left_by_transitions() {
+        let messages = errors_of(parse_quote! {
+            enum Payment {
+                #[state(initial, in_flight)]
+                Authorized,
+                #[state(in_flight, terminal)]
+                #[transition(from = Authorized, on = Capture)]
+                Capturing,
+                #[state(in_flight)]
+                Refunding,
+                #[state(in_flight)]
+                #[transition(from = Capturing, on = Retry)]
+                Retrying,
+            }
+        });
+        assert_eq!(messages.len(), 6, "{messages:#?}");
+        assert!(messages[0].starts_with("state `Capturing` is declared terminal but has outgoing transitions"));
+        assert!(messages[1].starts_with("state `Authorized` cannot be both `in_flight` and `initial`"));
+        assert!(messages[2].starts_with("state `Capturing` cannot be both `in_flight` and `terminal`"));
+        assert!(messages[3].starts_with("in-flight state `Refunding` has no transition into it"));
+        assert!(messages[4].starts_with("in-flight state `Refunding` has no transition out of it"));
+        assert!(messages[5].starts_with("in-flight state `Retrying` has no transition out of it"));
+    }
+
+    #[test]
+    fn in_flight_checks_spare_follow_on_errors() {
+        // A terminal in-flight state is not also reported as never left; an in-flight state with
+        // no transition into it is not also reported as unreachable.
+        let messages = errors_of(parse_quote! {
+            enum Payment {
+                #[state(initial)]
+                Authorized,
+                #[state(in_flight, terminal)]
+                #[transition(from = Authorized, on = Capture)]
+                Capturing,
+                #[state(in_flight)]
+                Refunding,
+                #[transition(from = Refunding, on = Refund)]
+                Refunded,
+            }
+        });
+        assert_eq!(messages.len(), 3, "{messages:#?}");
+        assert!(messages[0].starts_with("state `Capturing` cannot be both `in_flight` and `terminal`"));
+        assert!(messages[1].starts_with("in-flight state `Refunding` has no transition into it"));
+        assert!(messages[2].starts_with("state `Refunded` is unreachable from the initial state `Authorized`"));
+
+        // A transition that could not be read may list the state in `from`, or lead to it.
+        let messages = errors_of(parse_quote! {
+            enum Payment {
+                #[state(initial)]
+                Authorized,
+                #[state(in_flight)]
+                #[transition(from = [Authorized, Nope], on = Capture)]
+                Capturing,
+                #[transition(from = Capturing, on = "Confirm")]
+                Captured,
+                #[state(in_flight)]
+                #[transition(from = Unknown)]
+                Refunding,
+            }
+        });
+        assert_eq!(messages.len(), 3, "{messages:#?}");
+        assert!(messages[0].starts_with("expected a name, written as an identifier"));
+        assert!(messages[1].starts_with("unknown state `Nope` in `from`"));
+        assert!(messages[2].starts_with("unknown state `Unknown` in `from`"));
     }
 
     #[test]

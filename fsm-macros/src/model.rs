@@ -64,6 +64,9 @@ pub struct State {
     pub initial: Option<Span>,
     /// The `terminal` keyword, when the variant is marked so.
     pub terminal: Option<Span>,
+    /// The `in_flight` keyword, when the variant is marked so: an entity in this state is
+    /// waiting for the result of a call to an outside service.
+    pub in_flight: Option<Span>,
     /// The `#[transition]` attributes leading to this variant, in order.
     pub transitions: Vec<Transition>,
     /// Whether one of its `#[transition]` attributes could not be read: the state is then taken
@@ -98,6 +101,11 @@ impl Machine {
     /// The index of the event named `ident`.
     pub fn event_index(&self, ident: &Ident) -> Option<usize> {
         self.events.iter().position(|event| event.ident == *ident)
+    }
+
+    /// The states marked `#[state(in_flight)]`, in declaration order.
+    pub fn in_flight_states(&self) -> Vec<usize> {
+        (0..self.states.len()).filter(|index| self.states[*index].in_flight.is_some()).collect()
     }
 
     /// The names of the states as written, comma separated, for error messages.

@@ -141,6 +141,7 @@ fn state(ident: &Ident, attrs: &[Attribute], rule: Option<RenameRule>, declared:
         stored_span,
         initial: keys.initial,
         terminal: keys.terminal,
+        in_flight: keys.in_flight,
         transitions,
         unread_transition,
     }

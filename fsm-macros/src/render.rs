@@ -6,7 +6,9 @@ use crate::model::{Machine, Table};
 
 /// A Mermaid `stateDiagram-v2`: `[*] --> initial`, one line per edge in declaration order
 /// (`: event` when the edge has one), then `state --> [*]` for every terminal state in
-/// declaration order.
+/// declaration order; then, when the machine has in-flight states, the dashed style
+/// `classDef inFlight stroke-dasharray: 5 5` and one `class state inFlight` line per in-flight
+/// state in declaration order.
 ///
 /// States are named by their stored names. A stored name that is not a plain word
 /// (`[A-Za-z0-9_]+`, which Mermaid may misread: `in-transit`), or is a Mermaid keyword (`end`),
@@ -33,8 +35,18 @@ pub fn mermaid(machine: &Machine, table: &Table) -> String {
             let _ = writeln!(out, "    {id} --> [*]");
         }
     }
+    let in_flight = machine.in_flight_states();
+    if !in_flight.is_empty() {
+        let _ = writeln!(out, "    classDef {MERMAID_IN_FLIGHT} stroke-dasharray: 5 5");
+        for index in in_flight {
+            let _ = writeln!(out, "    class {} {MERMAID_IN_FLIGHT}", ids[index]);
+        }
+    }
     out
 }
+
+/// The Mermaid class of in-flight states, drawn dashed.
+const MERMAID_IN_FLIGHT: &str = "inFlight";
 
 /// Words of Mermaid's state diagrams that a node id must not be.
 const MERMAID_KEYWORDS: [&str; 8] = ["state", "note", "end", "direction", "class", "classDef", "style", "as"];
@@ -65,7 +77,8 @@ fn mermaid_ids(machine: &Machine) -> Vec<String> {
 /// A Graphviz digraph named after the machine, laid out left to right: the initial state drawn
 /// as a double circle, one `"from" -> "to"` line per edge in declaration order (with
 /// `[label="event"]` when the edge has one), then every terminal state drawn as a box (unless it
-/// is also the initial state). Nodes are named by their stored names, quoted.
+/// is also the initial state), then every in-flight state drawn dashed. Nodes are named by their
+/// stored names, quoted.
 pub fn dot(machine: &Machine, table: &Table) -> String {
     let mut out = format!("digraph {} {{\n    rankdir=LR;\n", dot_id(&machine.name));
     let quoted = |index: usize| quote(&machine.states[index].stored);
@@ -81,6 +94,9 @@ pub fn dot(machine: &Machine, table: &Table) -> String {
         if table.is_terminal(index) && index != table.initial {
             let _ = writeln!(out, "    {} [shape=box];", quoted(index));
         }
+    }
+    for index in machine.in_flight_states() {
+        let _ = writeln!(out, "    {} [style=dashed];", quoted(index));
     }
     out.push_str("}\n");
     out

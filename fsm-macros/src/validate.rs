@@ -6,7 +6,7 @@
 use proc_macro2::Span;
 
 use crate::errors::Errors;
-use crate::model::{Edge, Machine, Table, join};
+use crate::model::{Edge, Machine, State, Table, join};
 
 /// The longest SQL identifier accepted: PostgreSQL's limit, which MySQL and SQLite also accept
 /// (the same rule as `fsm_runtime::mapping::is_valid_identifier`).
@@ -36,6 +36,7 @@ pub fn check(machine: &Machine, errors: &mut Errors) -> Option<Table> {
     let cyclic =
         if machine.partial { vec![false; machine.events.len()] } else { check_replays(machine, &edges, errors) };
     check_terminals(machine, &edges, errors);
+    check_in_flight(machine, &edges, &unresolved, errors);
     if initial.is_some() {
         check_reachability(machine, &edges, &unresolved, errors);
     }
@@ -226,11 +227,72 @@ fn check_terminals(machine: &Machine, edges: &[Declared], errors: &mut Errors) {
     }
 }
 
+/// A state declared `in_flight` is entered by a transition (the one that starts the outside
+/// call) and left by one (the one that records its result): it is not the initial state, it is
+/// not `terminal`, and it has a transition into it and one out of it.
+///
+/// To spare the user follow-on errors: an initial in-flight state is not also reported as never
+/// entered, nor a terminal one as never left (their errors say what is missing); a state with a
+/// transition whose source is unknown or that could not be read counts as entered; and no state
+/// counts as never left while a transition (which may list it in `from`) could not be read.
+fn check_in_flight(machine: &Machine, edges: &[Declared], unresolved: &[usize], errors: &mut Errors) {
+    let unread = machine.states.iter().any(|state| state.unread_transition);
+    for (index, state) in machine.states.iter().enumerate() {
+        let Some(span) = state.in_flight else { continue };
+        let name = &state.ident;
+        if state.initial.is_some() {
+            errors.at(
+                span,
+                format!(
+                    "state `{name}` cannot be both `in_flight` and `initial`: a new entity starts in the \
+                     initial state before any call is made, and an in-flight state is entered by the \
+                     transition that starts the call; add a state before `{name}` and a transition from it"
+                ),
+            );
+        } else if !entered(index, state, edges, unresolved) {
+            errors.at(
+                span,
+                format!(
+                    "in-flight state `{name}` has no transition into it: an entity enters an in-flight state \
+                     by the transition that starts the outside call; add one (`#[transition(from = ..., on = \
+                     ...)]` on `{name}`)"
+                ),
+            );
+        }
+        if state.terminal.is_some() {
+            errors.at(
+                span,
+                format!(
+                    "state `{name}` cannot be both `in_flight` and `terminal`: the result of the outside call \
+                     is recorded by a transition out of the in-flight state; remove `terminal` and add the \
+                     transitions that record the result (`#[transition(from = {name}, ...)]` on their targets)"
+                ),
+            );
+        } else if !unread && !edges.iter().any(|declared| declared.edge.from == index) {
+            errors.at(
+                span,
+                format!(
+                    "in-flight state `{name}` has no transition out of it, so the result of the outside call \
+                     could never be recorded: add `#[transition(from = {name}, on = ...)]` to the states that \
+                     record it (a success and a failure)"
+                ),
+            );
+        }
+    }
+}
+
+/// Whether a transition into the state `index` is declared: an edge, or a transition whose source
+/// is unknown or that could not be read (reported already).
+fn entered(index: usize, state: &State, edges: &[Declared], unresolved: &[usize]) -> bool {
+    state.unread_transition || unresolved.contains(&index) || edges.iter().any(|declared| declared.edge.to == index)
+}
+
 /// Every state is reachable from the initial one.
 ///
 /// To spare the user follow-on errors, the search also starts from every other state marked
 /// initial (already reported), from the targets of transitions with an unknown source, and from
-/// the states with a transition that could not be read.
+/// the states with a transition that could not be read; and an in-flight state with no
+/// transition into it is left out (`check_in_flight` reports it).
 fn check_reachability(machine: &Machine, edges: &[Declared], unresolved: &[usize], errors: &mut Errors) {
     let roots: Vec<usize> = (0..machine.states.len())
         .filter(|index| {
@@ -254,8 +316,9 @@ fn check_reachability(machine: &Machine, edges: &[Declared], unresolved: &[usize
             }
         }
     }
-    for (state, reached) in machine.states.iter().zip(reached) {
-        if !reached {
+    for (index, (state, reached)) in machine.states.iter().zip(reached).enumerate() {
+        let reported = state.in_flight.is_some() && !entered(index, state, edges, unresolved);
+        if !reached && !reported {
             errors.at(
                 state.ident.span(),
                 format!(

@@ -188,6 +188,35 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A lock another request holds (the entity's row, or an idempotency key whose first
+    /// request is still running) was not granted within the store's bound
+    /// ([`SqlStore::lock_wait`](crate::store::SqlStore::lock_wait)): nothing was written; try
+    /// again later. An HTTP service answers `409 Conflict` with `Retry-After`.
+    #[error(
+        "{machine}: a lock on table `{table}` was not granted within {waited:?}; another request holds it: retry later"
+    )]
+    LockTimeout {
+        /// The machine.
+        machine: &'static str,
+        /// The table of the request.
+        table: String,
+        /// The bound it waited.
+        waited: std::time::Duration,
+    },
+
+    /// The claim of an entity's outside call (its lease) could not be taken or given back:
+    /// nothing was called.
+    #[error("{machine} `{id}`: the claim of its outside call failed: {source}")]
+    Claim {
+        /// The machine.
+        machine: &'static str,
+        /// The entity.
+        id: EntityId,
+        /// The lease store's error.
+        #[source]
+        source: crate::lock::LockError,
+    },
+
     /// The database failed.
     #[error("{machine}: database error on table `{table}` ({}): {source}", if *.retryable { "retry is safe" } else { "do not retry" })]
     Database {
@@ -243,6 +272,8 @@ impl Error {
         match self {
             Self::Conflict { .. } | Self::VersionConflict { .. } => true,
             Self::Database { retryable, .. } => *retryable,
+            Self::Claim { source, .. } => source.is_retryable(),
+            Self::LockTimeout { .. } => true,
             Self::Effect { source, .. } | Self::Operation { source, .. } => source_is_transient(source.as_ref()),
             _ => false,
         }
@@ -258,7 +289,8 @@ impl Error {
             | Self::Conflict { id, .. }
             | Self::VersionConflict { id, .. }
             | Self::Effect { id, .. }
-            | Self::ReachedByAnotherRequest { id, .. } => Some(id),
+            | Self::ReachedByAnotherRequest { id, .. }
+            | Self::Claim { id, .. } => Some(id),
             Self::IdempotencyKeyReused { .. }
             | Self::Operation { .. }
             | Self::InvalidKey(_)
@@ -266,7 +298,8 @@ impl Error {
             | Self::InvalidIdentifier(_)
             | Self::InvalidColumn { .. }
             | Self::Schema { .. }
-            | Self::Database { .. } => None,
+            | Self::Database { .. }
+            | Self::LockTimeout { .. } => None,
         }
     }
 }

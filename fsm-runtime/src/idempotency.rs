@@ -47,7 +47,9 @@ pub enum InvalidKey {
 
 /// Who sent a request and which of its requests it is: a `source` (a client, a queue, a
 /// partition) and a sequence number, stored under a unique `(source, seq)` key. An opaque string
-/// key (an `Idempotency-Key` header) is stored with sequence `-1`.
+/// key (an `Idempotency-Key` header) is stored with sequence `-1`; an opaque key within a scope
+/// (a tenant's, an account's: [`IdempotencyKey::scoped`]) with sequence `-2`, so that the same
+/// opaque key of two tenants, or of a tenant and an unscoped client, are different keys.
 ///
 /// ```
 /// use fsm_runtime::IdempotencyKey;
@@ -92,19 +94,67 @@ impl IdempotencyKey {
         Ok(Self { source, seq: -1 })
     }
 
+    /// An opaque key within `scope` (a tenant, an account): `Idempotency-Key: 42` of tenant
+    /// `acme` and of tenant `globex` are two keys, and neither is the unscoped opaque key `42`.
+    /// Stored as the source `<length of scope>:<scope>/<key>` (no two scopes and keys give the
+    /// same text) with sequence `-2`; the whole must fit [`MAX_KEY_LEN`].
+    ///
+    /// ```
+    /// use fsm_runtime::IdempotencyKey;
+    /// let acme = IdempotencyKey::scoped("acme", "42")?;
+    /// let globex = IdempotencyKey::scoped("globex", "42")?;
+    /// assert_ne!(acme, globex);
+    /// assert_ne!(acme, IdempotencyKey::opaque("42")?);
+    /// assert_ne!(IdempotencyKey::scoped("a/b", "c")?, IdempotencyKey::scoped("a", "b/c")?);
+    /// assert_eq!((acme.scope(), acme.to_string()), (Some("acme"), "acme/42".to_owned()));
+    /// assert!(IdempotencyKey::scoped("", "42").is_err());
+    /// # Ok::<(), fsm_runtime::idempotency::InvalidKey>(())
+    /// ```
+    pub fn scoped(scope: &str, key: &str) -> Result<Self, InvalidKey> {
+        check_source(scope)?;
+        check_source(key)?;
+        let source = format!("{}:{scope}/{key}", scope.len());
+        check_source(&source)?;
+        Ok(Self { source, seq: SCOPED })
+    }
+
+    /// The scope of a [scoped](IdempotencyKey::scoped) key.
+    pub fn scope(&self) -> Option<&str> {
+        self.scoped_parts().map(|(scope, _)| scope)
+    }
+
+    /// A scoped key's scope and key, read back from its source.
+    fn scoped_parts(&self) -> Option<(&str, &str)> {
+        if self.seq != SCOPED {
+            return None;
+        }
+        let (len, rest) = self.source.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let scope = rest.get(..len)?;
+        let key = rest.get(len..)?.strip_prefix('/')?;
+        Some((scope, key))
+    }
+
     /// The source (or the opaque key).
     pub fn source(&self) -> &str {
         &self.source
     }
 
-    /// The sequence number (`-1` for an opaque key).
+    /// The sequence number (`-1` for an opaque key, `-2` for a scoped one).
     pub fn seq(&self) -> i64 {
         self.seq
     }
 }
 
+/// The sequence number of a scoped opaque key.
+const SCOPED: i64 = -2;
+
 impl std::fmt::Display for IdempotencyKey {
+    /// `source#seq`, the opaque key itself, or `scope/key`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some((scope, key)) = self.scoped_parts() {
+            return write!(f, "{scope}/{key}");
+        }
         if self.seq < 0 { f.write_str(&self.source) } else { write!(f, "{}#{}", self.source, self.seq) }
     }
 }

@@ -70,6 +70,7 @@ mod machine_error;
 pub mod mapping;
 mod memory_tx;
 mod message;
+pub mod outbound;
 pub mod outbox;
 mod outcome;
 mod random;

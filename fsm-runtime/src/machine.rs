@@ -56,6 +56,13 @@ pub trait StateMachine: Copy + Eq + Debug + Send + Sync + 'static {
     const MACHINE: &'static str;
     /// Every state, in declaration order.
     const STATES: &'static [Self];
+    /// The in-flight states (`#[state(in_flight)]`), in declaration order: an entity in one of
+    /// them is waiting for the result of a call to an outside service, which a transition out of
+    /// the state records. A recovery worker looks for entities stuck in these states.
+    ///
+    /// The derive checks that each of them is entered by a transition and left by one, and is
+    /// neither initial nor terminal. Empty by default, for machines implemented by hand.
+    const IN_FLIGHT: &'static [Self] = &[];
     /// Every edge of the transition table, in declaration order.
     const TRANSITIONS: &'static [Edge<Self>];
     /// Every event, in order of first use.
@@ -111,5 +118,38 @@ pub trait StateMachine: Copy + Eq + Debug + Send + Sync + 'static {
     fn is_strict(target: Self) -> bool {
         let _ = target;
         false
+    }
+
+    /// Whether this state is in flight (one of [`StateMachine::IN_FLIGHT`], declared with
+    /// `#[state(in_flight)]`): the call to an outside service it stands for may be under way, and
+    /// its result is not recorded yet.
+    ///
+    /// ```
+    /// use fsm_runtime::StateMachine;
+    ///
+    /// #[derive(StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    /// #[state_machine(rename_all = "snake_case", event = PaymentEvent)]
+    /// enum Payment {
+    ///     #[state(initial)]
+    ///     Authorized,
+    ///     #[state(in_flight)]
+    ///     #[transition(from = Authorized, on = Capture)]
+    ///     Capturing,
+    ///     #[transition(from = Capturing, on = Confirm)]
+    ///     Captured,
+    ///     #[transition(from = Capturing, on = Decline)]
+    ///     Declined,
+    /// }
+    ///
+    /// assert_eq!(<Payment as StateMachine>::IN_FLIGHT, &[Payment::Capturing]);
+    /// assert_eq!(Payment::IN_FLIGHT, &[Payment::Capturing]); // the inherent mirror, no import needed
+    /// assert!(Payment::Capturing.is_in_flight());
+    /// assert!(!Payment::Authorized.is_in_flight());
+    /// assert!(!Payment::Captured.is_in_flight() && !Payment::Declined.is_in_flight());
+    /// let stuck: Vec<&str> = Payment::IN_FLIGHT.iter().map(|state| state.as_str()).collect();
+    /// assert_eq!(stuck, ["capturing"]); // the stored names a recovery worker queries for
+    /// ```
+    fn is_in_flight(self) -> bool {
+        Self::IN_FLIGHT.contains(&self)
     }
 }

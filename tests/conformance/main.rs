@@ -10,10 +10,12 @@
 //!   and purge in `outbox_cases.rs`;
 //! - `tokens.rs`: single-use tokens (memory, the three SQL databases, Redis);
 //! - `leases.rs`: leases with fencing tokens (memory, the three SQL databases, Redis);
-//! - `telemetry.rs`: metrics and spans (memory and the three SQL databases).
+//! - `telemetry.rs`: metrics and spans (memory and the three SQL databases);
+//! - `outbound_calls.rs`: exactly-once outside calls, their keys, claims and recovery (memory
+//!   and the three SQL databases).
 //!
 //! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
-//! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `outbox_e2e`, `outbox_faults`, `connection_loss`,
+//! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `lock_wait`, `outbox_e2e`, `outbox_faults`, `connection_loss`,
 //! `ids_as_stored`, `galera_cluster` (what only a multi-primary cluster shows; the `galera` module
 //! below runs the conformance cases spread over its nodes),
 //! `mysql_found_rows`, `mysql_procedure`, `sqlite_cancelled_batch`, `upgrade_from_first_release`; the examples on every
@@ -35,9 +37,11 @@ mod galera_cluster;
 mod ids_as_stored;
 mod keyed_top_up;
 mod leases;
+mod lock_wait;
 mod mysql_found_rows;
 mod mysql_procedure;
 mod orders_example;
+mod outbound_calls;
 mod outbox_cases;
 mod outbox_e2e;
 mod outbox_faults;

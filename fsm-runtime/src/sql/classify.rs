@@ -56,6 +56,20 @@ pub(crate) fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
 
+/// Whether the driver error says a lock was not granted in time: PostgreSQL's
+/// `lock_not_available` (`lock_timeout`), MySQL's lock wait timeout (`1205`), SQLite's busy
+/// database (the busy timeout ran out).
+pub(crate) fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    #[cfg(feature = "mysql")]
+    if let Some(error) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return error.number() == 1205;
+    }
+    matches!(db.code().as_deref(), Some("55P03" | "5" | "517" | "773"))
+}
+
 /// Whether the driver error is a violation of a primary key or unique constraint.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())

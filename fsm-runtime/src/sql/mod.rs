@@ -22,6 +22,7 @@ pub(crate) mod batch;
 mod classify;
 pub(crate) mod entity;
 pub(crate) mod fences;
+pub(crate) mod in_flight;
 pub(crate) mod inbox;
 pub(crate) mod insert_with;
 pub(crate) mod keys;
@@ -47,7 +48,7 @@ pub(crate) mod value;
 pub use backend::Backend;
 pub(crate) use backend::private::{Driver, LeaseRequest};
 pub use classify::is_transient;
-pub(crate) use classify::{is_deadlock, is_key_violation, is_unique_violation};
+pub(crate) use classify::{is_deadlock, is_key_violation, is_lock_timeout, is_unique_violation};
 pub use pool::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, pool_options};
 #[cfg(feature = "mysql")]
 pub use pool::{GALERA_SYNC_WAIT, galera_pool_options};

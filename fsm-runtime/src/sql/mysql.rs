@@ -90,6 +90,16 @@ impl Driver for MySql {
 
     /// Creates the mapping's transition procedure if missing; without it (with a warning in
     /// the log, when the server refuses) the store sends the transaction from the client.
+    /// `innodb_lock_wait_timeout`, in whole seconds (rounded up, at least 1: the server's
+    /// unit); `DEFAULT` gives back the global setting.
+    async fn set_lock_wait(conn: &mut MySqlConnection, wait: Option<std::time::Duration>) -> Result<(), sqlx::Error> {
+        let seconds = match wait {
+            Some(wait) => (wait.as_millis().div_ceil(1000)).max(1).to_string(),
+            None => "DEFAULT".to_owned(),
+        };
+        Self::execute_script(conn, &format!("SET SESSION innodb_lock_wait_timeout = {seconds}")).await
+    }
+
     async fn transition_sql(conn: &mut MySqlConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
         let Some(id_type) = id_column_type(conn, mapping).await else {
             return TransitionSql::default();

@@ -95,6 +95,16 @@ impl Driver for Postgres {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop)
     }
 
+    /// `lock_timeout` (at least a millisecond: 0 would mean no limit); `RESET` gives back the
+    /// server's (or the role's) setting.
+    async fn set_lock_wait(conn: &mut PgConnection, wait: Option<std::time::Duration>) -> Result<(), sqlx::Error> {
+        let sql = match wait {
+            Some(wait) => format!("SET lock_timeout = '{}ms'", wait.as_millis().max(1)),
+            None => "RESET lock_timeout".to_owned(),
+        };
+        Self::execute_script(conn, &sql).await
+    }
+
     async fn transition_sql(_: &mut PgConnection, mapping: &TableMapping, id_type: Option<&str>) -> TransitionSql {
         TransitionSql {
             plain: Some(transition(mapping, id_type, false).into()),

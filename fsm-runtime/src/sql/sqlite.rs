@@ -81,6 +81,12 @@ impl Driver for Sqlite {
         let _ = sqlx::raw_sql("ROLLBACK").execute(conn).await;
     }
 
+    /// The busy timeout; `None` gives back sqlx's default of 5 seconds.
+    async fn set_lock_wait(conn: &mut SqliteConnection, wait: Option<std::time::Duration>) -> Result<(), sqlx::Error> {
+        let millis = wait.map_or(SQLX_BUSY_TIMEOUT_MS, |wait| wait.as_millis());
+        Self::execute_script(conn, &format!("PRAGMA busy_timeout = {millis}")).await
+    }
+
     async fn transition_sql(_: &mut SqliteConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
         TransitionSql {
             plain: Some(batch(mapping).into()),
@@ -98,6 +104,9 @@ impl Driver for Sqlite {
 fn binders<'q, 'a>() -> Binders<'q, 'a, Sqlite> {
     Binders { texts: texts_as_json, json: json_as_text, column: column_as_json }
 }
+
+/// sqlx's busy timeout of a SQLite connection (`SqliteConnectOptions::busy_timeout`).
+const SQLX_BUSY_TIMEOUT_MS: u128 = 5_000;
 
 /// Result codes of transient failures: the database was busy or locked by another connection.
 const TRANSIENT: &[&str] = &[

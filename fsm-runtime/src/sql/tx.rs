@@ -164,6 +164,12 @@ impl<B: Backend> SqlTx<B> {
         self.depth == 0 && !self.close_unless_finished && !self.interrupted
     }
 
+    /// The connection must serve no other request (a session setting of the request could not
+    /// be given back): closed when dropped, not pooled.
+    pub(crate) fn discard(&mut self) {
+        self.interrupted = true;
+    }
+
     /// The request ran to its end (with an outcome or an error): the connection goes back to
     /// the pool as usual.
     pub(crate) fn finished(&mut self) {

@@ -292,6 +292,34 @@ impl<M: StateMachine> MemoryStore<M> {
         Ok(entries)
     }
 
+    /// Up to `limit` entities in one of `states` since before `before_micros` (or without a
+    /// history record of their version), oldest first: ids, states, versions and the times
+    /// they entered them.
+    pub(crate) async fn in_states(
+        &self,
+        states: &[&str],
+        before_micros: i64,
+        limit: usize,
+    ) -> Vec<(EntityId, String, i64, Option<i64>)> {
+        let slots: Vec<(EntityId, Slot)> =
+            self.lock_rows().iter().map(|(id, slot)| (id.clone(), slot.clone())).collect();
+        let mut found = Vec::new();
+        for (id, slot) in slots {
+            let guard = slot.lock().await;
+            let Some(row) = guard.as_ref() else { continue };
+            if !states.contains(&row.state.as_str()) {
+                continue;
+            }
+            let entered = row.history.iter().rev().find(|record| record.version == row.version).map(|r| r.at_micros);
+            if entered.is_none_or(|at| at < before_micros) {
+                found.push((id, row.state.clone(), row.version, entered));
+            }
+        }
+        found.sort_by_key(|(_, _, _, entered)| *entered);
+        found.truncate(limit);
+        found
+    }
+
     async fn apply_unkeyed(
         &self,
         id: EntityId,

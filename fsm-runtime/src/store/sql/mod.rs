@@ -28,7 +28,8 @@ use crate::sql::insert_with::insert_with;
 use crate::sql::keys::KeySql;
 use crate::sql::transition::{self, OneStatement, OneStatementRows, TransitionSql};
 use crate::sql::{
-    Backend, RolledBack, SqlTx, again_after_rollback, is_key_violation, is_unique_violation, pool_options,
+    Backend, RolledBack, SqlTx, again_after_rollback, is_key_violation, is_lock_timeout, is_unique_violation,
+    pool_options,
 };
 use crate::store::keyed::{already_applied, encode_applied, replayed_transition};
 use crate::store::plan::{AfterRead, Decision, Plan, Resolution, not_found, parse_state};
@@ -99,6 +100,9 @@ pub struct SqlStore<M, B: Backend> {
     entity: EntitySql,
     keys: KeySql,
     transition: TransitionSql,
+    /// How long a request waits for a lock ([`SqlStore::lock_wait`]); `None`: as the database
+    /// lets it.
+    lock_wait: Option<std::time::Duration>,
     machine: PhantomData<fn() -> M>,
 }
 
@@ -110,6 +114,7 @@ impl<M, B: Backend> Clone for SqlStore<M, B> {
             entity: self.entity.clone(),
             keys: self.keys.clone(),
             transition: self.transition.clone(),
+            lock_wait: self.lock_wait,
             machine: PhantomData,
         }
     }
@@ -148,7 +153,8 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         })?;
         let transition = <B::Driver as Driver>::transition_sql(&mut conn, &mapping, id_type.as_deref()).await;
         drop(conn);
-        Ok(Self { pool, mapping, entity, keys: KeySql::new::<B::Driver>(), transition, machine: PhantomData })
+        let keys = KeySql::new::<B::Driver>();
+        Ok(Self { pool, mapping, entity, keys, transition, lock_wait: None, machine: PhantomData })
     }
 
     /// Connects to `url` with a pool of [`pool_options`] (an acquire gives up after 5 seconds: a
@@ -157,6 +163,24 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     pub async fn connect(url: &str) -> Result<Self, Error> {
         let pool = pool_options::<B>().connect(url).await.map_err(|e| Error::database(M::MACHINE, "(connect)", e))?;
         Self::new(pool).await
+    }
+
+    /// Bounds how long each transition request (`apply`, `transition`, …, and a session's)
+    /// waits for a lock another request holds: the entity's row under another transition, or
+    /// an idempotency key whose first request has not committed yet. Past `wait` the request
+    /// fails with [`Error::LockTimeout`], having written nothing, and its connection goes back
+    /// to the pool at once, instead of waiting as long as the database lets it (an HTTP
+    /// service answers `409` with `Retry-After`, as the IETF `Idempotency-Key` draft and Stripe
+    /// do, and keeps its pool for other requests). `Duration::ZERO` answers at once.
+    ///
+    /// The store sets the bound on the request's connection before it and gives the default
+    /// back after it (two statements more per request): PostgreSQL's `lock_timeout` (at least a
+    /// millisecond), MySQL's `innodb_lock_wait_timeout` (whole seconds, at least one), SQLite's
+    /// busy timeout. Requests inside your transaction ([`Within`]) wait as your transaction's
+    /// settings say.
+    pub fn lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = Some(wait);
+        self
     }
 
     /// The pool, for the caller's own statements.
@@ -684,6 +708,27 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         rows.map_err(|e| self.history_db(e))?.into_iter().map(|row| history_entry(&stored, row)).collect()
     }
 
+    /// Up to `limit` entities in one of `states` since before `before_micros` (or without a
+    /// history row of their version), oldest first: their stored ids, states, versions and
+    /// the times they entered them.
+    pub(crate) async fn in_states(
+        &self,
+        states: &[&str],
+        before_micros: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::sql::in_flight::InState>, Error> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.db(e))?;
+        let found = crate::sql::in_flight::in_states::<B::Driver>(
+            &mut conn,
+            &self.mapping,
+            M::MACHINE,
+            states,
+            before_micros,
+            limit,
+        );
+        found.await.map_err(|e| self.db(e))
+    }
+
     /// The error of a request of a batch whose transaction could not be restored (`error`):
     /// the caller's, after the batch, or one an earlier request of the batch left open.
     fn left_unusable(&self, error: &str) -> Error {
@@ -858,9 +903,60 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         // effects' transaction. Dropped halfway (the caller gave up), it is closed, not pooled.
         let mut tx = self.tx().await?;
         tx.close_unless_finished();
-        let outcome = self.apply_request(&mut tx, request).await;
+        let outcome = self.apply_bounded(&mut tx, request).await;
         tx.finished();
         outcome
+    }
+
+    /// Runs `request` on `tx` (its own connection), under the store's lock wait, if it has one:
+    /// set before, the default given back after (a connection whose default could not be given
+    /// back is closed, not pooled). A lock not granted in time is [`Error::LockTimeout`].
+    async fn apply_bounded(
+        &self,
+        tx: &mut SqlTx<B>,
+        request: TransitionRequest<'_, M, SqlTx<B>>,
+    ) -> Result<Outcome<M>, Error> {
+        let Some(wait) = self.lock_wait else {
+            return self.apply_request(tx, request).await;
+        };
+        <B::Driver as Driver>::set_lock_wait(&mut **tx, Some(wait)).await.map_err(|e| self.db(e))?;
+        let outcome = self.apply_request(tx, request).await;
+        if <B::Driver as Driver>::set_lock_wait(&mut **tx, None).await.is_err() {
+            tx.discard();
+        }
+        outcome.map_err(|error| self.lock_timeout(error, wait))
+    }
+
+    /// [`SqlStore::apply_batch`] under the store's lock wait, as [`Self::apply_bounded`].
+    async fn apply_batch_bounded(
+        &self,
+        tx: &mut SqlTx<B>,
+        requests: Vec<TransitionRequest<'_, M, SqlTx<B>>>,
+    ) -> Vec<Result<Outcome<M>, Error>> {
+        let Some(wait) = self.lock_wait else {
+            return self.apply_batch(tx, requests).await;
+        };
+        if let Err(error) = <B::Driver as Driver>::set_lock_wait(&mut **tx, Some(wait)).await {
+            let error = error.to_string();
+            return requests.iter().map(|_| Err(self.left_unusable(&error))).collect();
+        }
+        let answers = self.apply_batch(tx, requests).await;
+        if <B::Driver as Driver>::set_lock_wait(&mut **tx, None).await.is_err() {
+            tx.discard();
+        }
+        answers.into_iter().map(|answer| answer.map_err(|error| self.lock_timeout(error, wait))).collect()
+    }
+
+    /// `error` as [`Error::LockTimeout`] when the database did not grant a lock within `wait`.
+    fn lock_timeout(&self, error: Error, wait: std::time::Duration) -> Error {
+        let timed_out = match &error {
+            Error::Database { source, .. } => source.downcast_ref::<sqlx::Error>().is_some_and(is_lock_timeout),
+            _ => false,
+        };
+        if !timed_out {
+            return error;
+        }
+        Error::LockTimeout { machine: M::MACHINE, table: self.mapping.table.to_string(), waited: wait }
     }
 
     /// Locks the entity's row in a transaction of its own, without a span.

@@ -75,7 +75,7 @@ impl<M: StateMachine, B: Backend> Session<M, B> {
         // the connection with it, which closes it at once.
         let mut conn = self.take().await?;
         conn.close_unless_finished();
-        let outcome = self.store.apply_request(&mut conn, request).await;
+        let outcome = self.store.apply_bounded(&mut conn, request).await;
         conn.finished();
         self.put_back(conn, is_database_error(&outcome));
         outcome
@@ -91,7 +91,7 @@ impl<M: StateMachine, B: Backend> Session<M, B> {
         let answers = match self.take().await {
             Ok(mut conn) => {
                 conn.close_unless_finished();
-                let answers = self.store.apply_batch(&mut conn, requests).await;
+                let answers = self.store.apply_batch_bounded(&mut conn, requests).await;
                 conn.finished();
                 self.put_back(conn, answers.iter().any(is_database_error));
                 answers

@@ -44,6 +44,11 @@ pub struct StoresDoctests;
 #[cfg(doctest)]
 pub struct DeriveDoctests;
 
+/// The Rust code blocks of `docs/outside-calls.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/outside-calls.md")]
+#[cfg(doctest)]
+pub struct OutsideCallsDoctests;
+
 /// The Rust code blocks of `docs/tokens-and-leases.md`, compiled and run as doctests.
 #[doc = include_str!("../docs/tokens-and-leases.md")]
 #[cfg(doctest)]

@@ -70,6 +70,8 @@ impl HistoryRecord {
     }
 }
 
+mod batch;
+
 /// The histories of deleted entities, by id: when each life ended, and its history.
 type Retired = HashMap<EntityId, Vec<(i64, Vec<HistoryRecord>)>>;
 
@@ -347,12 +349,24 @@ impl<M: StateMachine> MemoryStore<M> {
         &self,
         plan: Plan<M>,
         request_effects: Vec<Effect<'_, MemoryTx>>,
+        record: (Audit, Option<String>),
+    ) -> Result<Outcome<M>, Error> {
+        let slot = self.slot(&plan.id).ok_or_else(|| not_found::<M>(&plan.id, &self.table))?;
+        let mut guard = slot.lock().await;
+        self.apply_to_row(plan, guard.as_mut(), request_effects, record).await
+    }
+
+    /// Decides `plan` on the entity's row (locked by the caller; `None`: no such entity) and
+    /// applies it: the effects, the move, the history record.
+    async fn apply_to_row(
+        &self,
+        plan: Plan<M>,
+        row: Option<&mut Row>,
+        request_effects: Vec<Effect<'_, MemoryTx>>,
         (audit, key): (Audit, Option<String>),
     ) -> Result<Outcome<M>, Error> {
         let id = plan.id.clone();
-        let slot = self.slot(&id).ok_or_else(|| not_found::<M>(&id, &self.table))?;
-        let mut guard = slot.lock().await;
-        let row = guard.as_mut().ok_or_else(|| not_found::<M>(&id, &self.table))?;
+        let row = row.ok_or_else(|| not_found::<M>(&id, &self.table))?;
         let state = parse_state::<M>(&id, &self.table, &row.state)?;
         let from = match plan.decide(state, row.version)? {
             Decision::AlreadyApplied { state, version } => return already_applied(&id, state, version),
@@ -465,6 +479,21 @@ impl<M: StateMachine> Store<M> for MemoryStore<M> {
 
     async fn apply<'a>(&'a self, request: TransitionRequest<'a, M, MemoryTx>) -> Result<Outcome<M>, Error> {
         traced::apply(STORE, &request, false).transition(self.apply_request(request)).await
+    }
+
+    /// Under the locks of every entity and key of the batch, taken once, in order (keys, then
+    /// rows, each sorted: a batch never waits on another in a cycle).
+    async fn apply_many<'a>(
+        &'a self,
+        requests: Vec<TransitionRequest<'a, M, MemoryTx>>,
+    ) -> Vec<Result<Outcome<M>, Error>> {
+        let spans: Vec<_> = requests.iter().map(|request| traced::apply(STORE, request, false)).collect();
+        let answers = self.apply_batch(requests).await;
+        let mut traced = Vec::with_capacity(answers.len());
+        for (span, answer) in spans.into_iter().zip(answers) {
+            traced.push(span.transition(std::future::ready(answer)).await);
+        }
+        traced
     }
 
     fn keys(&self) -> MemoryKeys {

@@ -156,8 +156,9 @@ pub trait Store<M: StateMachine>: Send + Sync {
     /// For all or nothing, run the requests inside your own transaction
     /// ([`SqlStore::within`](crate::store::SqlStore::within)) and roll it back on an error.
     ///
-    /// The SQL stores send the whole batch on one connection of the pool (a
-    /// [`Session`]); the memory store applies it request by request.
+    /// The SQL stores send the batch on one connection of the pool (a [`Session`]), in one
+    /// statement per round where the database has one (see `docs/stores.md`); the memory store
+    /// applies it under the locks of all its keys and rows, taken once.
     ///
     /// ```
     /// use fsm_runtime::{MemoryStore, Outcome, StateMachine, Store, TransitionRequest};

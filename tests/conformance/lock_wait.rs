@@ -64,3 +64,35 @@ async fn key_in_flight_times_out<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
 }
 
 crate::fixture::sql::per_backend!(held_row_times_out, key_in_flight_times_out);
+
+/// PostgreSQL undoes a `SET` made inside a transaction that rolls back: a bounded request whose
+/// effect failed (its transaction still open) must not give its connection back to the pool
+/// with the bound on. On a pool of one connection, the setting after such a request is the
+/// one of before.
+#[tokio::test]
+async fn postgres_failed_effect_leaves_no_bound_on_the_pool() {
+    use crate::fixture::backends::{self, RawAccess as _};
+    use fsm_runtime::store::EffectFuture;
+    use fsm_runtime::{PostgresStore, sql::SqlTx, sqlx};
+
+    let Some((store, table)) = backends::postgres_store::<Order>("lock_wait_effect").await else {
+        return;
+    };
+    let _leftovers = store.leftovers(&table);
+    let options = (*store.pool().connect_options()).clone();
+    let one = sqlx::pool::PoolOptions::<sqlx::Postgres>::new().max_connections(1).connect_with(options).await.unwrap();
+    let bounded = PostgresStore::<Order>::with_mapping(one.clone(), store.mapping().clone())
+        .await
+        .unwrap()
+        .lock_wait(Duration::from_millis(150));
+    let setting = || async { sqlx::query_scalar::<_, String>("SHOW lock_timeout").fetch_one(&one).await.unwrap() };
+    let before = setting().await;
+    bounded.create(1).await.unwrap();
+    let failing = TransitionRequest::to(1, Order::Paid)
+        .effect(|_: &mut SqlTx<sqlx::Postgres>| -> EffectFuture<'_> { Box::pin(async { Err("declined".into()) }) });
+    assert!(matches!(bounded.apply(failing).await, Err(Error::Effect { .. })));
+    assert_eq!(setting().await, before, "the bound stayed on a pooled connection");
+    assert!(bounded.transition(1, Order::Paid).await.unwrap().is_applied());
+    assert_eq!(setting().await, before);
+    store.cleanup(&table).await;
+}

@@ -222,6 +222,9 @@ async fn relays_killed_mid_batch<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
         if let Err(error) = &report {
             assert!(error.is_retryable(), "{}: a killed connection is a retryable error: {error:?}", B::LABEL);
         }
+        // The publications no relay marked: one per dead relay, the killed one's only if its
+        // pass failed (a pass that went on marked it).
+        let unmarked = if report.is_err() { 3 } else { 2 };
         victim.close().await;
         assert!(unpublished(&fx).await > 0);
 
@@ -247,8 +250,8 @@ async fn relays_killed_mid_batch<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {
         assert_one_receipt_each(&fx, &receipts, MESSAGES).await;
         let deliveries = consumer.committed.load(Ordering::SeqCst);
         assert!(
-            deliveries >= 93,
-            "{}: the 3 publications the dead relays never marked came again ({deliveries})",
+            deliveries >= usize::try_from(MESSAGES).unwrap() + unmarked,
+            "{}: the {unmarked} publications the dead relays never marked came again ({deliveries})",
             B::LABEL
         );
         let outbox = outbox(&fx, fx.pool().clone()).await;

@@ -6,13 +6,27 @@ use std::time::Duration;
 
 use crate::entity_id::EntityId;
 use crate::error::{BoxError, Error};
-use crate::lock::{LeaseStore, LockError};
+use sha2::{Digest as _, Sha256};
+
+use crate::lock::{LeaseStore, LockError, MAX_NAME_CHARS};
 use crate::machine::StateMachine;
 use crate::outbound::call::{Call, CallOutcome, OutboundCall, OutboundKey};
 use crate::store::{Store, TransitionRequest};
 
 /// How long a claim of an entity's call lasts unless given back: longer than a call takes.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The name of the claim of `id`'s call: `fsm-outbound/<machine>/<id>`, or the SHA-256 of that
+/// where it is longer than a lease name may be.
+fn claim_name<M: StateMachine>(id: &EntityId) -> String {
+    let name = format!("fsm-outbound/{}/{id}", M::MACHINE);
+    if name.chars().count() <= MAX_NAME_CHARS {
+        return name;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("fsm-outbound/{hex}")
+}
 
 /// Where an outside call stands after a step.
 #[derive(Debug)]
@@ -104,12 +118,14 @@ where
     /// records a definite answer; an entity in no in-flight state answers
     /// [`StepOutcome::Settled`] with where it is, calling nothing.
     pub async fn resume(&self, id: impl Into<EntityId>) -> Result<StepOutcome<M>, Error> {
-        let id = id.into();
+        // The key and the claim are named after the id as stored: every spelling of one entity
+        // (a case-insensitive id, an upper-case uuid) derives the same.
+        let id = self.store.id_as_stored(id.into()).await?;
         let now = self.store.get(id.clone()).await?;
         if !now.state.is_in_flight() {
             return Ok(StepOutcome::Settled { state: now.state, version: now.version });
         }
-        let resource = format!("fsm-outbound/{}/{id}", M::MACHINE);
+        let resource = claim_name::<M>(&id);
         let claimed = if self.wait.is_zero() {
             self.leases.try_acquire(&resource, &self.owner, self.lease).await
         } else {
@@ -140,8 +156,18 @@ where
         let key = OutboundKey::of::<M>(id, now.version);
         match self.call.call(Call { id, state: now.state, key: &key }).await {
             CallOutcome::Settled(to) => {
-                let outcome = self.store.apply(self.call.settle(id.clone(), now.state, to)).await?;
-                Ok(StepOutcome::Settled { state: outcome.state(), version: outcome.version() })
+                // At the version of this entry: an answer that comes after another process
+                // recorded this call's answer (its claim ran out mid-call) and the entity entered
+                // the state again must not be recorded onto the new entry.
+                let settle = self.call.settle(id.clone(), now.state, to).expect_version(now.version);
+                match self.store.apply(settle).await {
+                    Ok(outcome) => Ok(StepOutcome::Settled { state: outcome.state(), version: outcome.version() }),
+                    Err(Error::VersionConflict { .. } | Error::Conflict { .. }) => {
+                        let later = self.store.get(id.clone()).await?;
+                        Ok(StepOutcome::Settled { state: later.state, version: later.version })
+                    }
+                    Err(error) => Err(error),
+                }
             }
             CallOutcome::Unknown(error) => {
                 tracing::info!(machine = M::MACHINE, entity = %id, %key, %error, "outside call without an answer; stays in flight");
@@ -152,5 +178,29 @@ where
 
     fn claim_error(&self, id: &EntityId, source: LockError) -> Error {
         Error::Claim { machine: M::MACHINE, id: id.clone(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(crate::StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
+    enum Charge {
+        #[state(initial)]
+        Authorized,
+        #[state(in_flight)]
+        #[transition(from = Authorized)]
+        Capturing,
+        #[transition(from = Capturing)]
+        Captured,
+    }
+
+    #[test]
+    fn claim_names_fit_a_lease_name() {
+        assert_eq!(claim_name::<Charge>(&EntityId::from(7)), "fsm-outbound/Charge/7");
+        let long = claim_name::<Charge>(&EntityId::from("x".repeat(300)));
+        assert!(long.chars().count() <= MAX_NAME_CHARS && long.starts_with("fsm-outbound/"), "{long}");
+        assert_ne!(long, claim_name::<Charge>(&EntityId::from("x".repeat(301))));
     }
 }

@@ -157,12 +157,13 @@ pub(crate) mod private {
             false
         }
 
-        /// Sets how long the connection's statements wait for a lock another transaction holds
-        /// (`Some`), or gives the connection its default back (`None`).
-        fn set_lock_wait(
+        /// Bounds how long the connection's statements wait for a lock another transaction
+        /// holds: the statement (no parameters) that gives the connection its setting of before
+        /// back.
+        fn bound_lock_wait(
             conn: &mut Self::Connection,
-            wait: Option<std::time::Duration>,
-        ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+            wait: std::time::Duration,
+        ) -> impl Future<Output = Result<String, sqlx::Error>> + Send;
 
         /// Runs before a claiming transaction begins (MySQL lowers its isolation level).
         fn before_claim(conn: &mut Self::Connection) -> impl Future<Output = Result<(), sqlx::Error>> + Send {

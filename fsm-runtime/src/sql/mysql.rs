@@ -88,18 +88,20 @@ impl Driver for MySql {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop)
     }
 
-    /// Creates the mapping's transition procedure if missing; without it (with a warning in
-    /// the log, when the server refuses) the store sends the transaction from the client.
     /// `innodb_lock_wait_timeout`, in whole seconds (rounded up, at least 1: the server's
-    /// unit); `DEFAULT` gives back the global setting.
-    async fn set_lock_wait(conn: &mut MySqlConnection, wait: Option<std::time::Duration>) -> Result<(), sqlx::Error> {
-        let seconds = match wait {
-            Some(wait) => (wait.as_millis().div_ceil(1000)).max(1).to_string(),
-            None => "DEFAULT".to_owned(),
-        };
-        Self::execute_script(conn, &format!("SET SESSION innodb_lock_wait_timeout = {seconds}")).await
+    /// unit), the session's value of before kept in a user variable, in one statement.
+    async fn bound_lock_wait(conn: &mut MySqlConnection, wait: std::time::Duration) -> Result<String, sqlx::Error> {
+        let seconds = wait.as_millis().div_ceil(1000).clamp(1, 1_073_741_824);
+        let sql = format!(
+            "SET @fsm_lock_wait = @@SESSION.innodb_lock_wait_timeout, SESSION innodb_lock_wait_timeout = {seconds}"
+        );
+        Self::execute_script(conn, &sql).await?;
+        Ok("SET SESSION innodb_lock_wait_timeout = @fsm_lock_wait".to_owned())
     }
 
+    /// Creates the mapping's procedures if missing (plain, keyed, batch); without them (with a
+    /// warning in the log, when the server refuses) the store sends the transaction from the
+    /// client.
     async fn transition_sql(conn: &mut MySqlConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
         let Some(id_type) = id_column_type(conn, mapping).await else {
             return TransitionSql::default();

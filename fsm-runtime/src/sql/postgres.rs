@@ -95,14 +95,14 @@ impl Driver for Postgres {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop)
     }
 
-    /// `lock_timeout` (at least a millisecond: 0 would mean no limit); `RESET` gives back the
-    /// server's (or the role's) setting.
-    async fn set_lock_wait(conn: &mut PgConnection, wait: Option<std::time::Duration>) -> Result<(), sqlx::Error> {
-        let sql = match wait {
-            Some(wait) => format!("SET lock_timeout = '{}ms'", wait.as_millis().max(1)),
-            None => "RESET lock_timeout".to_owned(),
-        };
-        Self::execute_script(conn, &sql).await
+    /// `lock_timeout`, from 1 ms (0 would mean no limit) up to its largest value, in one round
+    /// trip with the read of the setting it replaces.
+    async fn bound_lock_wait(conn: &mut PgConnection, wait: std::time::Duration) -> Result<String, sqlx::Error> {
+        let millis = wait.as_millis().clamp(1, i32::MAX as u128).to_string();
+        let sql = "SELECT current_setting('lock_timeout'), set_config('lock_timeout', $1, false)";
+        let rows = Self::fetch(conn, fixed(sql), &[Arg::Text(&millis)]).await?;
+        let before = rows.first().map(|row| row.text(0)).transpose()?.unwrap_or_else(|| "0".to_owned());
+        Ok(format!("SET lock_timeout = '{}'", before.replace('\'', "''")))
     }
 
     async fn transition_sql(_: &mut PgConnection, mapping: &TableMapping, id_type: Option<&str>) -> TransitionSql {

@@ -18,7 +18,7 @@ use crate::sql::backend::Backend;
 use crate::sql::backend::private::{Driver, Migration};
 use crate::sql::entity::HISTORY_COLUMNS;
 use crate::sql::transition::TransitionSql;
-use crate::sql::value::{Arg, Binders, Row, bind, column_as_json, json_as_text, texts_as_json};
+use crate::sql::value::{Arg, Binders, Row, bind, column_as_json, fixed, json_as_text, texts_as_json};
 
 impl Backend for Sqlite {
     type Driver = Self;
@@ -81,10 +81,13 @@ impl Driver for Sqlite {
         let _ = sqlx::raw_sql("ROLLBACK").execute(conn).await;
     }
 
-    /// The busy timeout; `None` gives back sqlx's default of 5 seconds.
-    async fn set_lock_wait(conn: &mut SqliteConnection, wait: Option<std::time::Duration>) -> Result<(), sqlx::Error> {
-        let millis = wait.map_or(SQLX_BUSY_TIMEOUT_MS, |wait| wait.as_millis());
-        Self::execute_script(conn, &format!("PRAGMA busy_timeout = {millis}")).await
+    /// The busy timeout (the one of before read first).
+    async fn bound_lock_wait(conn: &mut SqliteConnection, wait: std::time::Duration) -> Result<String, sqlx::Error> {
+        let rows = Self::fetch(conn, fixed("PRAGMA busy_timeout"), &[]).await?;
+        let before = rows.first().map(|row| row.int(0)).transpose()?.unwrap_or(0);
+        Self::execute_script(conn, &format!("PRAGMA busy_timeout = {}", wait.as_millis().min(i32::MAX as u128)))
+            .await?;
+        Ok(format!("PRAGMA busy_timeout = {before}"))
     }
 
     async fn transition_sql(_: &mut SqliteConnection, mapping: &TableMapping, _: Option<&str>) -> TransitionSql {
@@ -104,9 +107,6 @@ impl Driver for Sqlite {
 fn binders<'q, 'a>() -> Binders<'q, 'a, Sqlite> {
     Binders { texts: texts_as_json, json: json_as_text, column: column_as_json }
 }
-
-/// sqlx's busy timeout of a SQLite connection (`SqliteConnectOptions::busy_timeout`).
-const SQLX_BUSY_TIMEOUT_MS: u128 = 5_000;
 
 /// Result codes of transient failures: the database was busy or locked by another connection.
 const TRANSIENT: &[&str] = &[

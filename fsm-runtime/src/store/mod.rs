@@ -114,6 +114,16 @@ pub trait Store<M: StateMachine>: Send + Sync {
     /// Reads the entity's state and version.
     fn get(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<Snapshot<M>, Error>> + Send;
 
+    /// The id as the store stores it: the row's own spelling where the table takes several
+    /// spellings for one row (a case-insensitive collation, a `uuid` column given in upper
+    /// case), else `id` as given (no such entity, or a store that takes ids as they are). Keys
+    /// derived from an entity's id ([`OutboundKey`](crate::outbound::OutboundKey)) are built
+    /// from it, so that every spelling derives the same one.
+    fn id_as_stored(&self, id: impl Into<EntityId> + Send) -> impl Future<Output = Result<EntityId, Error>> + Send {
+        let id = id.into();
+        async move { Ok(id) }
+    }
+
     /// Deletes the entity, or reports that it did not exist. Its history stays, as the audit
     /// trail of an earlier life of the id ([`Store::audit`]); an id created again starts a
     /// history of its own. [`Store::purge_history`] and [`Store::purge_deleted_history`]

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]'s batches: every request under the locks of all the batch's keys and rows,
 //! taken once at the start and held to the end, so that no other request sees the batch half
-//! applied.
+//! applied. An effect of a batch's request must not call the store for another entity of the
+//! same batch: it would wait for the batch's own lock.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -66,9 +67,25 @@ impl<M: StateMachine> MemoryStore<M> {
     }
 
     /// One request on the held locks, as [`Store::apply`](crate::Store::apply) decides it.
-    async fn apply_held(&self, request: TransitionRequest<'_, M, MemoryTx>, held: &mut Held) -> Result<Outcome<M>, Error> {
+    async fn apply_held(
+        &self,
+        request: TransitionRequest<'_, M, MemoryTx>,
+        held: &mut Held,
+    ) -> Result<Outcome<M>, Error> {
         let TransitionRequest { id, target, expected_version, key, audit, effects, .. } =
             request.timers_as_effect(&self.table);
+        // The key first, as a single request checks it: a replay answers before any decision.
+        let slot = match &key {
+            Some((key, _)) => Some(match held.keys.entry(key.clone()) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(self.keys.lock_key(key).await),
+            }),
+            None => None,
+        };
+        let stored = slot.as_ref().and_then(|guard| guard.as_ref());
+        if let (Some((key, fingerprint)), Some(stored)) = (&key, stored) {
+            return replayed_transition(key, fingerprint, &stored.fingerprint, &stored.outcome, &id);
+        }
         let row = held.rows.get_mut(&id).and_then(|guard| guard.as_mut());
         let plan = match Plan::resolve(&id, target, expected_version)? {
             Resolution::Ready(plan) => plan,
@@ -77,21 +94,15 @@ impl<M: StateMachine> MemoryStore<M> {
                 let state = parse_state::<M>(&id, &self.table, &row.state)?;
                 match Plan::for_event_in_state(&id, event, state, row.version, expected_version)? {
                     AfterRead::Ready(plan) => plan,
-                    AfterRead::AlreadyApplied(Snapshot { state, version }) => return already_applied(&id, state, version),
+                    AfterRead::AlreadyApplied(Snapshot { state, version }) => {
+                        return already_applied(&id, state, version);
+                    }
                 }
             }
         };
-        let Some((key, fingerprint)) = key else {
+        let (Some((key, fingerprint)), Some(slot)) = (key, slot) else {
             return self.apply_to_row(plan, row, effects, (audit, None)).await;
         };
-        // Held since the start (every key of the batch is): the entry only names it.
-        let slot = match held.keys.entry(key.clone()) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(self.keys.lock_key(&key).await),
-        };
-        if let Some(stored) = slot.as_ref() {
-            return replayed_transition(&key, &fingerprint, &stored.fingerprint, &stored.outcome, &id);
-        }
         let outcome = self.apply_to_row(plan, row, effects, (audit, Some(key.to_string()))).await?;
         if let Outcome::Applied { from, to, version } = outcome {
             let outcome = encode_applied(&id, from, to, version);

@@ -51,7 +51,7 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         tx: &mut SqlTx<B>,
         requests: Vec<TransitionRequest<'_, M, SqlTx<B>>>,
     ) -> Vec<Result<Outcome<M>, Error>> {
-        let rounds = rounds(&requests);
+        let rounds = rounds(&requests, |id| self.entity.batch_id(id).unwrap_or_else(|| id.to_string()));
         let table = &self.mapping.table;
         let mut pending: Pending<'_, M, B> =
             requests.into_iter().map(|request| Some(request.timers_as_effect(table))).collect();
@@ -117,9 +117,14 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
             // One request is cheaper the way of `apply` (its statement is prepared already).
             return;
         }
-        let Ok(rows) = self.run_batch(tx, sql, &chosen).await else {
-            // The statement wrote nothing (it is one statement): each request goes its own way.
-            return;
+        let rows = match self.run_batch(tx, sql, &chosen).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                // The statement wrote nothing (it is one statement, or a procedure that rolls
+                // back on any error): each request goes its own way.
+                tracing::warn!(machine = M::MACHINE, table = %self.mapping.table, %error, "batch statement failed; its requests go one by one");
+                return;
+            }
         };
         for (chosen, answer) in chosen.iter().zip(rows) {
             if let Some(decided) = self.batch_answer(&chosen.plan, chosen.key.as_ref(), answer) {
@@ -274,13 +279,19 @@ impl ItemTexts {
     }
 }
 
-/// Each request's round: how many requests before it name the same entity.
-fn rounds<M: StateMachine, Tx>(requests: &[TransitionRequest<'_, M, Tx>]) -> Vec<usize> {
+/// Each request's round: how many requests before it name the same entity. Ids are compared
+/// as `text` gives them, without case and trailing spaces: what a database may take for one row
+/// (a case-insensitive collation, an upper-case uuid) is never in one statement twice; ids
+/// taken for one entity too many only wait for a later round.
+fn rounds<M: StateMachine, Tx>(
+    requests: &[TransitionRequest<'_, M, Tx>],
+    text: impl Fn(&crate::entity_id::EntityId) -> String,
+) -> Vec<usize> {
     let mut seen = std::collections::HashMap::<String, usize>::new();
     requests
         .iter()
         .map(|request| {
-            let count = seen.entry(request.id.to_string()).or_default();
+            let count = seen.entry(text(&request.id).trim_end().to_lowercase()).or_default();
             *count += 1;
             *count - 1
         })

@@ -832,6 +832,11 @@ impl<M: StateMachine, B: Backend> Store<M> for SqlStore<M, B> {
             .await
     }
 
+    async fn id_as_stored(&self, id: impl Into<EntityId> + Send) -> Result<EntityId, Error> {
+        let mut tx = self.tx().await?;
+        self.stored_id(&mut tx, id.into()).await
+    }
+
     async fn delete(&self, id: impl Into<EntityId> + Send) -> Result<DeleteOutcome, Error> {
         let id = id.into();
         traced::entity::<M>(B::NAME, Operation::Delete, &id).run(self.delete_entity(&id)).await
@@ -909,8 +914,10 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
     }
 
     /// Runs `request` on `tx` (its own connection), under the store's lock wait, if it has one:
-    /// set before, the default given back after (a connection whose default could not be given
-    /// back is closed, not pooled). A lock not granted in time is [`Error::LockTimeout`].
+    /// set before, the setting of before given back after (a connection whose setting could
+    /// not be given back, or with a transaction still open, which would undo the giving back
+    /// when it rolls back, is closed, not pooled). A lock not granted in time is
+    /// [`Error::LockTimeout`].
     async fn apply_bounded(
         &self,
         tx: &mut SqlTx<B>,
@@ -919,11 +926,9 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let Some(wait) = self.lock_wait else {
             return self.apply_request(tx, request).await;
         };
-        <B::Driver as Driver>::set_lock_wait(&mut **tx, Some(wait)).await.map_err(|e| self.db(e))?;
+        let restore = <B::Driver as Driver>::bound_lock_wait(&mut **tx, wait).await.map_err(|e| self.db(e))?;
         let outcome = self.apply_request(tx, request).await;
-        if <B::Driver as Driver>::set_lock_wait(&mut **tx, None).await.is_err() {
-            tx.discard();
-        }
+        self.restore_lock_wait(tx, &restore).await;
         outcome.map_err(|error| self.lock_timeout(error, wait))
     }
 
@@ -936,15 +941,25 @@ impl<M: StateMachine, B: Backend> SqlStore<M, B> {
         let Some(wait) = self.lock_wait else {
             return self.apply_batch(tx, requests).await;
         };
-        if let Err(error) = <B::Driver as Driver>::set_lock_wait(&mut **tx, Some(wait)).await {
-            let error = error.to_string();
-            return requests.iter().map(|_| Err(self.left_unusable(&error))).collect();
-        }
+        let restore = match <B::Driver as Driver>::bound_lock_wait(&mut **tx, wait).await {
+            Ok(restore) => restore,
+            Err(error) => {
+                let error = error.to_string();
+                return requests.iter().map(|_| Err(self.left_unusable(&error))).collect();
+            }
+        };
         let answers = self.apply_batch(tx, requests).await;
-        if <B::Driver as Driver>::set_lock_wait(&mut **tx, None).await.is_err() {
+        self.restore_lock_wait(tx, &restore).await;
+        answers.into_iter().map(|answer| answer.map_err(|error| self.lock_timeout(error, wait))).collect()
+    }
+
+    /// Gives `tx`'s connection its lock wait of before back with `restore`; a connection left
+    /// in a transaction (a failed effect's) or whose setting could not be given back is
+    /// discarded instead.
+    async fn restore_lock_wait(&self, tx: &mut SqlTx<B>, restore: &str) {
+        if tx.in_transaction() || <B::Driver as Driver>::execute_script(&mut **tx, restore).await.is_err() {
             tx.discard();
         }
-        answers.into_iter().map(|answer| answer.map_err(|error| self.lock_timeout(error, wait))).collect()
     }
 
     /// `error` as [`Error::LockTimeout`] when the database did not grant a lock within `wait`.

@@ -212,9 +212,11 @@ pub enum Error {
         machine: &'static str,
         /// The entity.
         id: EntityId,
+        /// Whether trying again may succeed (the lease store's error was transient).
+        retryable: bool,
         /// The lease store's error.
         #[source]
-        source: crate::lock::LockError,
+        source: BoxError,
     },
 
     /// The database failed.
@@ -272,7 +274,7 @@ impl Error {
         match self {
             Self::Conflict { .. } | Self::VersionConflict { .. } => true,
             Self::Database { retryable, .. } => *retryable,
-            Self::Claim { source, .. } => source.is_retryable(),
+            Self::Claim { retryable, .. } => *retryable,
             Self::LockTimeout { .. } => true,
             Self::Effect { source, .. } | Self::Operation { source, .. } => source_is_transient(source.as_ref()),
             _ => false,

@@ -18,8 +18,8 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// The name of the claim of `id`'s call: `fsm-outbound/<machine>/<id>`, or the SHA-256 of that
 /// where it is longer than a lease name may be.
-fn claim_name<M: StateMachine>(id: &EntityId) -> String {
-    let name = format!("fsm-outbound/{}/{id}", M::MACHINE);
+fn claim_name(machine: &str, id: &EntityId) -> String {
+    let name = format!("fsm-outbound/{machine}/{id}");
     if name.chars().count() <= MAX_NAME_CHARS {
         return name;
     }
@@ -125,7 +125,7 @@ where
         if !now.state.is_in_flight() {
             return Ok(StepOutcome::Settled { state: now.state, version: now.version });
         }
-        let resource = claim_name::<M>(&id);
+        let resource = claim_name(M::MACHINE, &id);
         let claimed = if self.wait.is_zero() {
             self.leases.try_acquire(&resource, &self.owner, self.lease).await
         } else {
@@ -177,7 +177,7 @@ where
     }
 
     fn claim_error(&self, id: &EntityId, source: LockError) -> Error {
-        Error::Claim { machine: M::MACHINE, id: id.clone(), source }
+        Error::Claim { machine: M::MACHINE, id: id.clone(), retryable: source.is_retryable(), source: Box::new(source) }
     }
 }
 
@@ -185,22 +185,11 @@ where
 mod tests {
     use super::*;
 
-    #[derive(crate::StateMachine, Clone, Copy, Debug, PartialEq, Eq)]
-    enum Charge {
-        #[state(initial)]
-        Authorized,
-        #[state(in_flight)]
-        #[transition(from = Authorized)]
-        Capturing,
-        #[transition(from = Capturing)]
-        Captured,
-    }
-
     #[test]
     fn claim_names_fit_a_lease_name() {
-        assert_eq!(claim_name::<Charge>(&EntityId::from(7)), "fsm-outbound/Charge/7");
-        let long = claim_name::<Charge>(&EntityId::from("x".repeat(300)));
+        assert_eq!(claim_name("Charge", &EntityId::from(7)), "fsm-outbound/Charge/7");
+        let long = claim_name("Charge", &EntityId::from("x".repeat(300)));
         assert!(long.chars().count() <= MAX_NAME_CHARS && long.starts_with("fsm-outbound/"), "{long}");
-        assert_ne!(long, claim_name::<Charge>(&EntityId::from("x".repeat(301))));
+        assert_ne!(long, claim_name("Charge", &EntityId::from("x".repeat(301))));
     }
 }

@@ -6,6 +6,8 @@
 //! DATABASE_URL=mysql://root@127.0.0.1/test cargo run --example payments
 //! RUST_LOG=debug cargo run --example payments                    # more logs
 //! cargo run --example payments -- --log-format json                # JSON lines, one per store operation too
+//! cargo run --example payments -- --processor-url http://127.0.0.1:4000 --recovery-after 5s
+//!                                                                  # captures through a card processor
 //! curl -s localhost:3000/metrics                                   # Prometheus text
 //! ```
 //!
@@ -33,7 +35,7 @@ async fn main() -> Result<(), BoxError> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C: finishing the requests in flight");
     };
-    payments::serve_url(&database_url, args.authorization_ttl, listener, shutdown).await
+    payments::serve_url(&database_url, args.authorization_ttl, args.processor(), listener, shutdown).await
 }
 
 /// The log: `RUST_LOG` (default `info`), as text or as JSON lines; in JSON, each store

@@ -3,8 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-/// `payments [--port PORT] [--database-url URL] [--log-format text|json]`, with `DATABASE_URL` as
-/// the default URL.
+use super::ProcessorSettings;
+
+/// `payments [--port PORT] [--database-url URL] [--log-format text|json] [--authorization-ttl D]
+/// [--processor-url URL [--processor-timeout D] [--recovery-after D]]`, with `DATABASE_URL` and
+/// `PROCESSOR_URL` as the defaults of the URLs.
 ///
 /// ```
 /// use clap::Parser as _;
@@ -33,6 +36,19 @@ pub struct ServiceArgs {
     /// with `s`, `m`, `h` or `d` (`7d`, the default).
     #[arg(long, default_value = "7d", value_parser = parse_ttl)]
     pub authorization_ttl: Duration,
+    /// The card processor captures go through (`POST {url}/charges`); without one, a capture
+    /// debits the account at once, as it always did.
+    #[arg(long, env = "PROCESSOR_URL")]
+    pub processor_url: Option<String>,
+    /// How long a charge may take before it counts as unanswered (the payment stays
+    /// `capturing`, and the next attempt uses the same key): a duration as for
+    /// `--authorization-ttl`, or milliseconds with `ms` (`2s`, the default; `500ms`).
+    #[arg(long, default_value = "2s", value_parser = parse_ttl, requires = "processor_url")]
+    pub processor_timeout: Duration,
+    /// How long a payment stays `capturing` before the recovery worker makes its call again
+    /// (`5s`, the default): longer than `--processor-timeout`.
+    #[arg(long, default_value = "5s", value_parser = parse_ttl, requires = "processor_url")]
+    pub recovery_after: Duration,
 }
 
 /// How the service writes its log.
@@ -45,15 +61,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// A duration as `--authorization-ttl` takes it: seconds, or a number with `s`, `m`, `h` or `d`.
+/// A duration as `--authorization-ttl` takes it: seconds, or a number with `ms`, `s`, `m`, `h`
+/// or `d`.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(fsm_suite::payments::parse_ttl("90"), Ok(Duration::from_secs(90)));
 /// assert_eq!(fsm_suite::payments::parse_ttl("7d"), Ok(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(fsm_suite::payments::parse_ttl("250ms"), Ok(Duration::from_millis(250)));
 /// assert!(fsm_suite::payments::parse_ttl("soon").is_err());
 /// ```
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    if let Some(millis) = text.strip_suffix("ms") {
+        let count: u64 =
+            millis.parse().map_err(|_| format!("`{text}` is not a duration (like 500ms, 90, 30m or 7d)"))?;
+        return Ok(Duration::from_millis(count));
+    }
     let (number, unit) = match text.char_indices().last() {
         Some((at, unit @ ('s' | 'm' | 'h' | 'd'))) => (&text[..at], unit),
         _ => (text, 's'),
@@ -64,11 +87,18 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         'd' => 86_400,
         _ => 1,
     };
-    let count: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration (like 90, 30m, 12h or 7d)"))?;
+    let count: u64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration (like 500ms, 90, 30m, 12h or 7d)"))?;
     count.checked_mul(seconds_per).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
 }
 
 impl ServiceArgs {
+    /// The processor captures go through, if `--processor-url` (or `PROCESSOR_URL`) names one.
+    pub fn processor(&self) -> Option<ProcessorSettings> {
+        let url = self.processor_url.as_deref().filter(|url| !url.trim().is_empty())?;
+        Some(ProcessorSettings::new(url).timeout(self.processor_timeout).recovery_after(self.recovery_after))
+    }
+
     /// The database URL: the one given, else the SQLite file `payments.db` in `target_dir`
     /// (created if missing).
     pub fn database_url_or_file_in(&self, target_dir: &Path) -> std::io::Result<String> {
@@ -109,9 +139,17 @@ mod tests {
             ServiceArgs::try_parse_from(["payments", "--port=8081", "--database-url", "sqlite::memory:"]).unwrap();
         let week = Duration::from_secs(7 * 86_400);
         let url = Some("sqlite::memory:".to_owned());
-        let expected =
-            ServiceArgs { port: 8081, database_url: url, log_format: LogFormat::Text, authorization_ttl: week };
+        let expected = ServiceArgs {
+            port: 8081,
+            database_url: url,
+            log_format: LogFormat::Text,
+            authorization_ttl: week,
+            processor_url: None,
+            processor_timeout: Duration::from_secs(2),
+            recovery_after: Duration::from_secs(5),
+        };
         assert_eq!(args, expected);
+        assert_eq!(args.processor(), None);
         let args = ServiceArgs::try_parse_from(["payments", "--authorization-ttl=15m"]).unwrap();
         assert_eq!(args.authorization_ttl, Duration::from_secs(900));
         let args = ServiceArgs::try_parse_from(["payments", "--database-url=postgres://x@h/db"]).unwrap();
@@ -127,6 +165,26 @@ mod tests {
     }
 
     #[test]
+    fn a_processor_with_its_timeout_and_recovery() {
+        let args = ServiceArgs::try_parse_from([
+            "payments",
+            "--processor-url",
+            "http://127.0.0.1:4000/",
+            "--processor-timeout",
+            "500ms",
+            "--recovery-after=2s",
+        ])
+        .unwrap();
+        let settings = args.processor().expect("a processor");
+        assert_eq!(settings.url, "http://127.0.0.1:4000/");
+        assert_eq!((settings.timeout, settings.recovery_after), (Duration::from_millis(500), Duration::from_secs(2)));
+        assert_eq!(settings.claim(), Duration::from_millis(3_500));
+        let defaults = ServiceArgs::try_parse_from(["payments", "--processor-url", "http://p"]).unwrap();
+        let defaults = defaults.processor().expect("a processor");
+        assert_eq!((defaults.timeout, defaults.recovery_after), (Duration::from_secs(2), Duration::from_secs(5)));
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_default() {
         for argv in [
             &["payments", "--port", "99999"][..],
@@ -134,6 +192,8 @@ mod tests {
             &["payments", "--colour"],
             &["payments", "extra"],
             &["payments", "--authorization-ttl", "soon"],
+            &["payments", "--processor-url", "http://p", "--processor-timeout", "2 s"],
+            &["payments", "--processor-timeout", "1s"],
         ] {
             assert!(ServiceArgs::try_parse_from(argv).is_err(), "{argv:?}");
         }
@@ -147,6 +207,9 @@ mod tests {
             database_url: None,
             log_format: LogFormat::Text,
             authorization_ttl: Duration::from_secs(60),
+            processor_url: None,
+            processor_timeout: Duration::from_secs(2),
+            recovery_after: Duration::from_secs(5),
         };
         let url = args.database_url_or_file_in(&dir).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=rwc", dir.join("payments.db").display()));

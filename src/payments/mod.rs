@@ -14,20 +14,30 @@
 //! | `GET /accounts/{id}` | its balance |
 //! | `POST /payments` `{"account_id": "acc_…", "amount": 2500}` | a payment intent, `created` (201) |
 //! | `POST /payments/{id}/authorize` | `created` → `authorized` |
-//! | `POST /payments/{id}/capture` | `authorized` → `captured`: debits the account, enqueues a receipt (strict) |
+//! | `POST /payments/{id}/capture` | `authorized` → `captured`: debits the account, enqueues a receipt (strict); through a card processor when the service has one (below) |
 //! | `POST /payments/{id}/refund` | `captured` → `refunded`: credits the account, enqueues a receipt (strict) |
 //! | `POST /payments/{id}/cancel` | `created` or `authorized` → `cancelled` |
 //! | `GET /payments/{id}` | the payment and its history |
 //! | `GET /metrics` | the metrics of the process, in Prometheus text |
 //!
 //! Errors are RFC 9457 problem bodies ([`Problem`]).
+//!
+//! A service given a card processor ([`PaymentService::with_processor`], `--processor-url`)
+//! captures in two phases: `authorized` → `capturing` (keyed by the request, reserving the
+//! amount), the processor's `POST /charges` with the outbound key of that entry, then
+//! `captured` (the debit and the receipt) on a 2xx or `declined` on a 402. While the processor
+//! has not answered, the capture answers 409 `capture-in-progress` with `Retry-After: 1`, and a
+//! retry with the same `Idempotency-Key` makes the call again with the same outbound key; a
+//! recovery worker ([`serve`]) settles the payments left `capturing`. See [`ProcessorCall`].
 
 mod args;
+mod capture;
 mod keys;
 mod ledger;
 mod machine;
 mod metrics;
 mod problem;
+mod processor;
 mod routes;
 mod validate;
 
@@ -35,7 +45,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use fsm_runtime::error::BoxError;
-use fsm_runtime::outbox::{PendingMessage, Publisher, Relay, SqlOutbox};
+use fsm_runtime::outbox::{OutboxMessage, PendingMessage, Publisher, Relay, SqlOutbox};
 use fsm_runtime::sqlx;
 use fsm_runtime::store::SqlStore;
 use fsm_runtime::timer::{Clock, Scheduler, SqlTimers, SystemClock};
@@ -48,6 +58,10 @@ pub use ledger::{Ledger, PaymentRow};
 pub use machine::{PaymentEvent, PaymentState};
 pub use metrics::{PROMETHEUS_TEXT, prometheus};
 pub use problem::{PROBLEM_JSON, PROBLEM_TYPE_BASE, Problem};
+pub use processor::{
+    CLAIM_MARGIN, PROCESSOR_TIMEOUT, PaymentOutbound, PaymentRecovery, ProcessorCall, ProcessorCapture,
+    ProcessorSettings, RECOVERY_AFTER, RECOVERY_IDLE,
+};
 
 /// The scheduler of the service: it fires the `expire` timers of authorizations.
 pub type PaymentScheduler<B, C> = Scheduler<PaymentState, SqlStore<PaymentState, B>, SqlTimers<B>, C>;
@@ -69,11 +83,17 @@ pub struct PaymentService<B: Ledger> {
     store: SqlStore<PaymentState, B>,
     authorization_ttl: Duration,
     outbox: SqlOutbox<B>,
+    processor: Option<ProcessorCapture<B>>,
 }
 
 impl<B: Ledger> Clone for PaymentService<B> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), authorization_ttl: self.authorization_ttl, outbox: self.outbox.clone() }
+        Self {
+            store: self.store.clone(),
+            authorization_ttl: self.authorization_ttl,
+            outbox: self.outbox.clone(),
+            processor: self.processor.clone(),
+        }
     }
 }
 
@@ -91,7 +111,20 @@ impl<B: Ledger> PaymentService<B> {
         B::create_tables(&mut conn).await?;
         drop(conn);
         let store = SqlStore::new(pool.clone()).await?;
-        Ok(Self { store, authorization_ttl: AUTHORIZATION_TTL, outbox: SqlOutbox::new(pool).await? })
+        Ok(Self { store, authorization_ttl: AUTHORIZATION_TTL, outbox: SqlOutbox::new(pool).await?, processor: None })
+    }
+
+    /// The same service, capturing through the card processor of `settings` (see
+    /// [`ProcessorCall`]); creates the runtime's lease table, where the claims of the
+    /// processor calls are kept, if missing.
+    pub async fn with_processor(mut self, settings: ProcessorSettings) -> Result<Self, BoxError> {
+        self.processor = Some(ProcessorCapture::new(self.store.clone(), settings).await?);
+        Ok(self)
+    }
+
+    /// The processor captures go through, if the service has one.
+    pub fn processor(&self) -> Option<&ProcessorCapture<B>> {
+        self.processor.as_ref()
     }
 
     /// The same service, voiding authorizations `ttl` after they were given (instead of
@@ -162,13 +195,29 @@ impl<B: Ledger> PaymentService<B> {
         let mut conn = self.pool().acquire().await?;
         B::account_balance(&mut conn, account_id).await
     }
+
+    /// The amount reserved on an account by its captures under way at the processor.
+    pub async fn reserved(&self, account_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        B::account_reserved(&mut conn, account_id).await
+    }
+}
+
+/// The receipt a capture enqueues in the outbox, in the transaction of its debit.
+pub(crate) fn capture_receipt(payment_id: &str, account_id: &str, amount: i64) -> OutboxMessage {
+    let receipt =
+        serde_json::json!({ "kind": "capture", "payment_id": payment_id, "account_id": account_id, "amount": amount });
+    OutboxMessage::new(RECEIPTS, receipt).with_key(payment_id)
 }
 
 /// Serves the API on `listener`, relays receipts from the outbox (to the log, see
-/// [`LogPublisher`]), voids expired authorizations (a [`Scheduler`] on the system clock) and
-/// purges the keys older than [`KEY_RETENTION`] every
-/// [`KEY_PURGE_INTERVAL`], until `shutdown` completes; then stops accepting, finishes the
-/// requests in flight and stops the relay, the scheduler and the purge.
+/// [`LogPublisher`]), voids expired authorizations (a [`Scheduler`] on the system clock),
+/// purges the keys older than [`KEY_RETENTION`] every [`KEY_PURGE_INTERVAL`] and, with a
+/// processor, settles the payments left `capturing` (a [`PaymentRecovery`], every
+/// [`RECOVERY_IDLE`] when idle), until `shutdown` completes; then stops accepting, finishes the
+/// requests in flight and stops the relay, the scheduler, the purge and the recovery (a
+/// recovery pass still running after the processor's timeout and [`CLAIM_MARGIN`] is dropped:
+/// its payments stay `capturing`, for the next process).
 pub async fn serve<B: Ledger>(
     service: PaymentService<B>,
     listener: tokio::net::TcpListener,
@@ -188,12 +237,32 @@ pub async fn serve<B: Ledger>(
     let scheduler = tokio::spawn(async move {
         scheduler.run(SCHEDULER_IDLE, async move { while stop_scheduler.changed().await.is_ok() {} }).await;
     });
+    let recovery = service.processor().map(|processor| {
+        let (recovery, grace) = (processor.recovery(), processor.settings().claim());
+        let mut stop_recovery = stop_relay.subscribe();
+        tracing::info!(
+            processor = %processor.settings().url,
+            timeout = ?processor.settings().timeout,
+            recovery_after = ?processor.settings().recovery_after,
+            "capturing through the processor"
+        );
+        let task = tokio::spawn(async move {
+            recovery.run(RECOVERY_IDLE, async move { while stop_recovery.changed().await.is_ok() {} }).await;
+        });
+        (task, grace)
+    });
     tracing::info!(address = %listener.local_addr()?, "payment service listening");
     let served = axum::serve(listener, service.router()).with_graceful_shutdown(shutdown).await;
     drop(stop_relay);
     relay.await?;
     purge.await?;
     scheduler.await?;
+    if let Some((mut task, grace)) = recovery
+        && tokio::time::timeout(grace, &mut task).await.is_err()
+    {
+        tracing::warn!("the recovery pass did not end in time: dropped, its payments stay capturing");
+        task.abort();
+    }
     tracing::info!("payment service stopped");
     Ok(served?)
 }
@@ -244,10 +313,12 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool, sqlx::Error> {
 }
 
 /// Connects to `url` (`sqlite:…`, `postgres://…`, `mysql://…`), creates the tables and serves
-/// until `shutdown` completes, voiding authorizations `authorization_ttl` after they were given.
+/// until `shutdown` completes, voiding authorizations `authorization_ttl` after they were given
+/// and, with `processor`, capturing through it.
 pub async fn serve_url(
     url: &str,
     authorization_ttl: Duration,
+    processor: Option<ProcessorSettings>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
@@ -255,26 +326,31 @@ pub async fn serve_url(
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let pool =
             sqlx::postgres::PgPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
-        serve(
-            PaymentService::<sqlx::Postgres>::new(pool).await?.with_authorization_ttl(authorization_ttl),
-            listener,
-            shutdown,
-        )
-        .await
+        let service = PaymentService::<sqlx::Postgres>::new(pool).await?;
+        serve(configured(service, authorization_ttl, processor).await?, listener, shutdown).await
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let pool =
             sqlx::mysql::MySqlPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
-        serve(
-            PaymentService::<sqlx::MySql>::new(pool).await?.with_authorization_ttl(authorization_ttl),
-            listener,
-            shutdown,
-        )
-        .await
+        let service = PaymentService::<sqlx::MySql>::new(pool).await?;
+        serve(configured(service, authorization_ttl, processor).await?, listener, shutdown).await
     } else if url.starts_with("sqlite:") {
         let service = PaymentService::<sqlx::Sqlite>::new(sqlite_pool(url).await?).await?;
-        serve(service.with_authorization_ttl(authorization_ttl), listener, shutdown).await
+        serve(configured(service, authorization_ttl, processor).await?, listener, shutdown).await
     } else {
         Err(format!("unsupported database URL `{url}` (expected sqlite:, postgres:// or mysql://)").into())
+    }
+}
+
+/// `service` with its authorization TTL and, if given, its processor.
+async fn configured<B: Ledger>(
+    service: PaymentService<B>,
+    authorization_ttl: Duration,
+    processor: Option<ProcessorSettings>,
+) -> Result<PaymentService<B>, BoxError> {
+    let service = service.with_authorization_ttl(authorization_ttl);
+    match processor {
+        Some(settings) => service.with_processor(settings).await,
+        None => Ok(service),
     }
 }
 

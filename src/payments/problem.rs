@@ -102,6 +102,22 @@ impl Problem {
         problem
     }
 
+    /// 409 with `Retry-After: 1`: the capture's charge at the processor has no answer yet (the
+    /// processor did not answer in time, failed, or another request is making the call); the
+    /// same request, with the same `Idempotency-Key`, gets the outcome once it is known.
+    pub fn capture_in_progress(detail: impl Into<String>) -> Self {
+        let mut problem =
+            Self::new(StatusCode::CONFLICT, "capture-in-progress", "The capture is in progress, retry", detail);
+        problem.retry_after = Some(1);
+        problem
+    }
+
+    /// 402: the processor declined the capture's charge (a definite answer: nothing was
+    /// debited, and the payment is `declined`).
+    pub fn payment_declined(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYMENT_REQUIRED, "payment-declined", "The processor declined the payment", detail)
+    }
+
     /// The JSON body: `type`, `title`, `status`, `detail`, then the extension members.
     pub fn body(&self) -> String {
         #[derive(Serialize)]
@@ -165,6 +181,12 @@ impl Problem {
             Error::Database { retryable: true, .. } | Error::Conflict { .. } | Error::VersionConflict { .. } => {
                 tracing::warn!(%error, "transient failure");
                 Self::unavailable("a transient database failure; nothing was done, retry the same request")
+            }
+            // The claim of a processor call could not be taken (its lease store failed), or a
+            // lock wait ran out: nothing was written.
+            Error::Claim { .. } | Error::LockTimeout { .. } if error.is_retryable() => {
+                tracing::warn!(%error, "transient failure");
+                Self::unavailable("a transient database failure; retry the same request")
             }
             _ => {
                 tracing::error!(%error, "request failed");

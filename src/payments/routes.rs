@@ -19,7 +19,7 @@ use super::keys::{fingerprint, idempotency_key, json_response};
 use super::validate::{PathParams, body_field, check_id, check_text, path_id};
 use super::{
     InsufficientFunds, Ledger, PaymentEvent, PaymentRow, PaymentService, PaymentState, PaymentView, Problem, RECEIPTS,
-    StoredResponse, UnknownAccount,
+    StoredResponse, UnknownAccount, capture_receipt,
 };
 
 /// The API of `service`.
@@ -231,6 +231,13 @@ async fn read_payment<B: Ledger>(
     Ok(json_response(StatusCode::OK, &body, false))
 }
 
+/// The capture request's key, fingerprint and reason, for the capture through the processor.
+pub(super) struct KeyedCapture {
+    pub(super) key: IdempotencyKey,
+    pub(super) fingerprint: fsm_runtime::Fingerprint,
+    pub(super) reason: Option<String>,
+}
+
 /// What a transition request carries, checked before the payment is read.
 struct TransitionCall {
     id: String,
@@ -275,6 +282,10 @@ async fn transition<B: Ledger>(
     }
     let fingerprint = fingerprint("POST", &path, &request)?;
     let payment = service.payment(&id).await.map_err(database)?.ok_or_else(|| Problem::not_found("payment", &id))?;
+    if let (PaymentEvent::Capture, Some(_)) = (event, service.processor()) {
+        let keyed = KeyedCapture { key, fingerprint, reason: request.reason };
+        return super::capture::through_processor(service, payment, keyed).await;
+    }
     let event_name = PaymentState::event_name(event);
 
     let mut keyed = TransitionRequest::fire(id.as_str(), event).idempotency_key(key.clone(), fingerprint);
@@ -292,8 +303,7 @@ async fn transition<B: Ledger>(
                 if B::debit(&mut **tx, &account_id, amount).await? == 0 {
                     return Err(InsufficientFunds { account_id, amount }.into());
                 }
-                let receipt = json!({ "kind": "capture", "payment_id": payment_id, "account_id": account_id, "amount": amount });
-                tx.enqueue(OutboxMessage::new(RECEIPTS, receipt).with_key(payment_id)).await?;
+                tx.enqueue(capture_receipt(&payment_id, &account_id, amount)).await?;
                 Ok(())
             })
         }),
@@ -311,7 +321,13 @@ async fn transition<B: Ledger>(
         }),
         // The authorization expires: `expire` is scheduled in the same transaction.
         PaymentEvent::Authorize => keyed.schedule(PaymentEvent::Expire, service.authorization_ttl()),
-        PaymentEvent::Cancel | PaymentEvent::Expire => keyed,
+        // `charge` is the capture through the processor (above); `confirm` and `decline`
+        // record its answer, never fired by a request.
+        PaymentEvent::Cancel
+        | PaymentEvent::Expire
+        | PaymentEvent::Charge
+        | PaymentEvent::Confirm
+        | PaymentEvent::Decline => keyed,
     };
 
     let view = |state: PaymentState, version: i64| PaymentView {

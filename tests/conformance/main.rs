@@ -13,6 +13,7 @@
 //! - `telemetry.rs`: metrics and spans (memory and the three SQL databases);
 //! - `outbound_calls.rs`: exactly-once outside calls, their keys, claims and recovery (memory
 //!   and the three SQL databases).
+//! - `payments_processor.rs`: the payment service capturing through the fake card processor (a child process), under its faults and crashes.
 //!
 //! The SQL adapters, one module per subject: `sql_effects`, `sql_races`, `sql_bad_input`,
 //! `sql_migrations`, `statement_count`, `keyed_top_up`, `caller_transaction`, `lock_wait`, `outbox_e2e`, `outbox_faults`, `connection_loss`,
@@ -45,6 +46,7 @@ mod outbound_calls;
 mod outbox_cases;
 mod outbox_e2e;
 mod outbox_faults;
+mod payments_processor;
 mod payments_service;
 mod sql_bad_input;
 mod sql_effects;

@@ -162,7 +162,11 @@ where
                 let settle = self.call.settle(id.clone(), now.state, to).expect_version(now.version);
                 match self.store.apply(settle).await {
                     Ok(outcome) => Ok(StepOutcome::Settled { state: outcome.state(), version: outcome.version() }),
-                    Err(Error::VersionConflict { .. } | Error::Conflict { .. }) => {
+                    // Recorded meanwhile by another process (its claim outlived ours), to a strict
+                    // target or not, or a later entry: where the entity is now answers.
+                    Err(
+                        Error::VersionConflict { .. } | Error::Conflict { .. } | Error::ReachedByAnotherRequest { .. },
+                    ) => {
                         let later = self.store.get(id.clone()).await?;
                         Ok(StepOutcome::Settled { state: later.state, version: later.version })
                     }

@@ -35,7 +35,8 @@ async fn main() -> Result<(), BoxError> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C: finishing the requests in flight");
     };
-    payments::serve_url(&database_url, args.authorization_ttl, args.processor(), listener, shutdown).await
+    payments::serve_url(&database_url, args.authorization_ttl, args.lock_wait, args.processor(), listener, shutdown)
+        .await
 }
 
 /// The log: `RUST_LOG` (default `info`), as text or as JSON lines; in JSON, each store

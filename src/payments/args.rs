@@ -49,6 +49,12 @@ pub struct ServiceArgs {
     /// (`5s`, the default): longer than `--processor-timeout`.
     #[arg(long, default_value = "5s", value_parser = parse_ttl, requires = "processor_url")]
     pub recovery_after: Duration,
+    /// How long a request waits for a lock another request holds (the same payment, or its
+    /// `Idempotency-Key` still in flight) before it answers `409` with `Retry-After: 1`, a
+    /// duration as for `--authorization-ttl` (`500ms`, `2s`); without it, as long as the
+    /// database lets it.
+    #[arg(long, value_parser = parse_ttl)]
+    pub lock_wait: Option<Duration>,
 }
 
 /// How the service writes its log.
@@ -147,11 +153,14 @@ mod tests {
             processor_url: None,
             processor_timeout: Duration::from_secs(2),
             recovery_after: Duration::from_secs(5),
+            lock_wait: None,
         };
         assert_eq!(args, expected);
         assert_eq!(args.processor(), None);
         let args = ServiceArgs::try_parse_from(["payments", "--authorization-ttl=15m"]).unwrap();
         assert_eq!(args.authorization_ttl, Duration::from_secs(900));
+        let args = ServiceArgs::try_parse_from(["payments", "--lock-wait", "500ms"]).unwrap();
+        assert_eq!(args.lock_wait, Some(Duration::from_millis(500)));
         let args = ServiceArgs::try_parse_from(["payments", "--database-url=postgres://x@h/db"]).unwrap();
         assert_eq!(args.port, 3000);
         assert_eq!(args.database_url_or_file_in(Path::new("/nonexistent")).unwrap(), "postgres://x@h/db");
@@ -210,6 +219,7 @@ mod tests {
             processor_url: None,
             processor_timeout: Duration::from_secs(2),
             recovery_after: Duration::from_secs(5),
+            lock_wait: None,
         };
         let url = args.database_url_or_file_in(&dir).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=rwc", dir.join("payments.db").display()));

@@ -114,6 +114,16 @@ impl<B: Ledger> PaymentService<B> {
         Ok(Self { store, authorization_ttl: AUTHORIZATION_TTL, outbox: SqlOutbox::new(pool).await?, processor: None })
     }
 
+    /// The same service, its transitions waiting at most `wait` for a lock another request holds
+    /// (a payment's row, or an `Idempotency-Key` whose first request has not committed): past
+    /// it a request answers `409 request-in-progress` with `Retry-After: 1` instead of holding a
+    /// pooled connection for as long as the database lets it ([`SqlStore::lock_wait`]). Call it
+    /// before [`PaymentService::with_processor`], whose calls then wait the same.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.store = self.store.lock_wait(wait);
+        self
+    }
+
     /// The same service, capturing through the card processor of `settings` (see
     /// [`ProcessorCall`]); creates the runtime's lease table, where the claims of the
     /// processor calls are kept, if missing.
@@ -313,11 +323,13 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool, sqlx::Error> {
 }
 
 /// Connects to `url` (`sqlite:…`, `postgres://…`, `mysql://…`), creates the tables and serves
-/// until `shutdown` completes, voiding authorizations `authorization_ttl` after they were given
+/// until `shutdown` completes, voiding authorizations `authorization_ttl` after they were given,
+/// with `lock_wait` bounding each transition's wait for a lock ([`PaymentService::with_lock_wait`])
 /// and, with `processor`, capturing through it.
 pub async fn serve_url(
     url: &str,
     authorization_ttl: Duration,
+    lock_wait: Option<Duration>,
     processor: Option<ProcessorSettings>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -327,27 +339,31 @@ pub async fn serve_url(
         let pool =
             sqlx::postgres::PgPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
         let service = PaymentService::<sqlx::Postgres>::new(pool).await?;
-        serve(configured(service, authorization_ttl, processor).await?, listener, shutdown).await
+        serve(configured(service, authorization_ttl, lock_wait, processor).await?, listener, shutdown).await
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let pool =
             sqlx::mysql::MySqlPoolOptions::new().max_connections(16).acquire_timeout(timeout).connect(url).await?;
         let service = PaymentService::<sqlx::MySql>::new(pool).await?;
-        serve(configured(service, authorization_ttl, processor).await?, listener, shutdown).await
+        serve(configured(service, authorization_ttl, lock_wait, processor).await?, listener, shutdown).await
     } else if url.starts_with("sqlite:") {
         let service = PaymentService::<sqlx::Sqlite>::new(sqlite_pool(url).await?).await?;
-        serve(configured(service, authorization_ttl, processor).await?, listener, shutdown).await
+        serve(configured(service, authorization_ttl, lock_wait, processor).await?, listener, shutdown).await
     } else {
         Err(format!("unsupported database URL `{url}` (expected sqlite:, postgres:// or mysql://)").into())
     }
 }
 
-/// `service` with its authorization TTL and, if given, its processor.
+/// `service` with its authorization TTL, its lock wait and, if given, its processor.
 async fn configured<B: Ledger>(
     service: PaymentService<B>,
     authorization_ttl: Duration,
+    lock_wait: Option<Duration>,
     processor: Option<ProcessorSettings>,
 ) -> Result<PaymentService<B>, BoxError> {
-    let service = service.with_authorization_ttl(authorization_ttl);
+    let mut service = service.with_authorization_ttl(authorization_ttl);
+    if let Some(wait) = lock_wait {
+        service = service.with_lock_wait(wait);
+    }
     match processor {
         Some(settings) => service.with_processor(settings).await,
         None => Ok(service),

@@ -102,6 +102,14 @@ impl Problem {
         problem
     }
 
+    /// 409 with `Retry-After: 1`: a lock another request holds was not granted within the
+    /// service's `--lock-wait` (the same payment, or its `Idempotency-Key`, still at work).
+    pub fn request_in_progress(detail: impl Into<String>) -> Self {
+        let mut problem = Self::new(StatusCode::CONFLICT, "request-in-progress", "Another request is at work", detail);
+        problem.retry_after = Some(1);
+        problem
+    }
+
     /// 409 with `Retry-After: 1`: the capture's charge at the processor has no answer yet (the
     /// processor did not answer in time, failed, or another request is making the call); the
     /// same request, with the same `Idempotency-Key`, gets the outcome once it is known.
@@ -178,13 +186,16 @@ impl Problem {
             ),
             Error::InvalidKey(invalid) => Self::missing_key(invalid.to_string()),
             Error::Effect { source, .. } | Error::Operation { source, .. } => Self::from_failed_work(source.as_ref()),
+            Error::LockTimeout { .. } => Self::request_in_progress(
+                "another request holds this payment or this Idempotency-Key; nothing was done, retry the same request",
+            ),
             Error::Database { retryable: true, .. } | Error::Conflict { .. } | Error::VersionConflict { .. } => {
                 tracing::warn!(%error, "transient failure");
                 Self::unavailable("a transient database failure; nothing was done, retry the same request")
             }
-            // The claim of a processor call could not be taken (its lease store failed), or a
-            // lock wait ran out: nothing was written.
-            Error::Claim { .. } | Error::LockTimeout { .. } if error.is_retryable() => {
+            // The claim of a processor call could not be taken (its lease store failed): nothing
+            // was written.
+            Error::Claim { .. } if error.is_retryable() => {
                 tracing::warn!(%error, "transient failure");
                 Self::unavailable("a transient database failure; retry the same request")
             }

@@ -507,3 +507,37 @@ async fn payment_service_on_mariadb() {
         .expect_err("MariaDB refuses an overflow");
     assert_data_exception_is_422(error, "22003");
 }
+
+/// `--lock-wait`: a capture whose payment another request holds locked answers at once with
+/// `409 request-in-progress` (an RFC 9457 problem), instead of holding a pooled connection
+/// until the lock is gone; the same request once the lock is gone captures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_wait_answers_409_on_postgres() {
+    use fsm_runtime::Store as _;
+    use fsm_runtime::store::LockedEntity as _;
+
+    let test = "lock_wait_answers_409_on_postgres";
+    let Some(pool) = postgres_pool(test).await else {
+        return;
+    };
+    bounded(async {
+        let run = run_prefix("postgres-lock-wait");
+        let service = PaymentService::<sqlx::Postgres>::new(pool).await.expect("create the tables");
+        let service = service.with_lock_wait(Duration::from_millis(200));
+        let server = Server::start(service.clone()).await;
+        let api = Api::new(&server);
+        let account = api.open_account(&format!("{run}-acc"), 10_000).await;
+        let payment = api.authorized_payment(&format!("{run}-pay"), &account, 2_500).await;
+        let held = service.store().lock(payment.as_str()).await.expect("lock the payment");
+        let capture = format!("/payments/{payment}/capture");
+        let refused = api.post(&capture, Some(&format!("{run}-capture")), "").await;
+        refused.assert_problem(StatusCode::CONFLICT, "request-in-progress");
+        held.commit().await.expect("give the lock back");
+        let captured = api.post(&capture, Some(&format!("{run}-capture")), "").await;
+        assert_eq!(captured.status, StatusCode::OK, "{}", captured.body);
+        assert_eq!(captured.json()["state"], "captured");
+        assert_eq!(balance(&service, &account).await, 7_500);
+        server.stop().await;
+    })
+    .await;
+}

@@ -51,13 +51,7 @@ pub(super) async fn through_processor<B: Ledger>(
             Ok(())
         })
     });
-    let view = |state: PaymentState, version: i64| PaymentView {
-        id: payment.id.clone(),
-        account_id: payment.account_id.clone(),
-        amount: payment.amount,
-        state: state.as_str(),
-        version,
-    };
+    let view = |state: PaymentState, version: i64| PaymentView::of(&payment, state, version);
 
     // Phase 1: into `capturing`, keyed.
     let (entered, replayed) = match service.store().apply(charge).await {

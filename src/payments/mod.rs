@@ -414,3 +414,16 @@ pub struct PaymentView {
     /// Its version.
     pub version: i64,
 }
+
+impl PaymentView {
+    /// `payment` in `state` at `version`.
+    pub fn of(payment: &PaymentRow, state: PaymentState, version: i64) -> Self {
+        Self {
+            id: payment.id.clone(),
+            account_id: payment.account_id.clone(),
+            amount: payment.amount,
+            state: state.as_str(),
+            version,
+        }
+    }
+}

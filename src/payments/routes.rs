@@ -330,13 +330,7 @@ async fn transition<B: Ledger>(
         | PaymentEvent::Decline => keyed,
     };
 
-    let view = |state: PaymentState, version: i64| PaymentView {
-        id: payment.id.clone(),
-        account_id: payment.account_id.clone(),
-        amount: payment.amount,
-        state: state.as_str(),
-        version,
-    };
+    let view = |state: PaymentState, version: i64| PaymentView::of(&payment, state, version);
     match service.store().apply(keyed).await {
         Ok(Outcome::Applied { from, to, version }) => {
             tracing::info!(payment = %id, event = event_name, from = from.as_str(), to = to.as_str(), version, %key, reason = request.reason, "transition applied");

@@ -26,12 +26,12 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::fixture::backends::{postgres_pool, postgres_url};
+use crate::fixture::service::Server;
 use fsm_runtime::sqlx;
 use fsm_suite::payments::{self, Ledger, PaymentService, PaymentState, ProcessorSettings};
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
 /// The balance of every account of these tests.
 const INITIAL_BALANCE: i64 = 1_000_000;
@@ -429,31 +429,6 @@ async fn read_books<B: Ledger>(service: &PaymentService<B>, processor: &Processo
         }
     }
     books
-}
-
-/// A service running in this process on a loopback port.
-struct Server {
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<Result<(), fsm_runtime::error::BoxError>>,
-}
-
-impl Server {
-    async fn start<B: Ledger>(service: PaymentService<B>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("local address"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(payments::serve(service, listener, async move {
-            let _ = stopped.await;
-        }));
-        Self { base, stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let ended = tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("the server stops in time");
-        ended.expect("the server task does not panic").expect("the server ends without error");
-    }
 }
 
 /// The faults scenario on one database: `pool` opens a pool on it.

@@ -20,37 +20,11 @@ use fsm_runtime::timer::{ManualClock, SchedulerReport};
 use fsm_suite::payments::{self, Ledger, PaymentService};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
 /// The whole scenario must end within this.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// A service running on a loopback port.
-struct Server {
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<Result<(), fsm_runtime::error::BoxError>>,
-}
-
-impl Server {
-    async fn start<B: Ledger>(service: PaymentService<B>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("local address"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(payments::serve(service, listener, async move {
-            let _ = stopped.await;
-        }));
-        Self { base, stop, task }
-    }
-
-    /// Stops accepting, waits for the requests in flight and the relay, and checks the server
-    /// ended without error.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let ended = tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("the server stops in time");
-        ended.expect("the server task does not panic").expect("the server ends without error");
-    }
-}
+use crate::fixture::service::Server;
 
 /// A response, as a test looks at it.
 #[derive(Debug, Clone, PartialEq)]

@@ -39,6 +39,9 @@ pub(crate) mod private {
         const FOR_UPDATE: &'static str;
         /// The suffix of a claiming read that skips rows other claims locked.
         const SKIP_LOCKED: &'static str;
+        /// Whether a locking read also locks (and so skips) the rows its subqueries read, as
+        /// InnoDB's does; PostgreSQL locks only the rows of its `FROM`.
+        const SKIP_LOCKED_IN_SUBQUERIES: bool = false;
         /// The suffix of an `INSERT` that ignores a duplicate key (empty where the duplicate is
         /// reported as an error, which the caller classifies).
         const ON_CONFLICT_DO_NOTHING: &'static str;

@@ -65,7 +65,34 @@ pub(crate) async fn claimable<B: Driver>(
     let mut args = vec![Arg::Int(now), Arg::Int(now)];
     args.extend(topic.map(Arg::Text));
     args.push(Arg::Int(limit));
-    let rows = B::fetch(conn, owned(sql), &args).await?;
+    if !B::SKIP_LOCKED_IN_SUBQUERIES {
+        let rows = B::fetch(conn, owned(sql), &args).await?;
+        return rows.iter().map(pending_message).collect();
+    }
+    // MySQL/MariaDB lock (and so skip) the rows a locking read's subquery reads too: the
+    // earlier message of a key, claimed by another relay's uncommitted claim, would be skipped
+    // and the next one of the key taken for the head. The heads are chosen by a plain read,
+    // then locked.
+    let plain = sql.trim_end_matches(B::SKIP_LOCKED).to_owned();
+    let heads: Vec<i64> =
+        B::fetch(conn, owned(plain), &args).await?.iter().map(|row| row.int(0)).collect::<Result<_, _>>()?;
+    if heads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed: Vec<String> = (1..=heads.len()).map(|n| B::param(n + 2)).collect();
+    let lock = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM fsm_outbox o \
+         WHERE o.published_at_micros IS NULL AND o.dead_at_micros IS NULL \
+         AND o.claimed_until_micros < {} AND o.next_attempt_at_micros <= {} AND o.id IN ({}) \
+         ORDER BY o.id{}",
+        B::param(1),
+        B::param(2),
+        listed.join(", "),
+        B::SKIP_LOCKED
+    );
+    let mut args = vec![Arg::Int(now), Arg::Int(now)];
+    args.extend(heads.iter().map(|id| Arg::Int(*id)));
+    let rows = B::fetch(conn, owned(lock), &args).await?;
     rows.iter().map(pending_message).collect()
 }
 

@@ -598,11 +598,15 @@ where
     let recorder = Recorder::default();
     recorder.hang_after_publish.store(true, Ordering::SeqCst);
     let lease = std::time::Duration::from_millis(300);
-    let crashing = {
+    let mut crashing = {
         let (outbox, recorder) = (outbox.clone(), recorder.clone());
         tokio::spawn(async move { Relay::new(outbox).lease(lease).run_once(&recorder).await })
     };
     while recorder.messages().is_empty() {
+        // A pass that ends without publishing (it claimed nothing, or failed) never hangs.
+        if crashing.is_finished() {
+            panic!("the relay's pass ended before publishing: {:?}", (&mut crashing).await);
+        }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     crashing.abort();

@@ -55,6 +55,7 @@ mod sql_races;
 mod sqlite_cancelled_batch;
 mod statement_count;
 mod telemetry;
+mod timer_claims;
 mod timers;
 mod tokens;
 mod upgrade_from_first_release;

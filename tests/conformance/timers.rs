@@ -228,8 +228,13 @@ where
     let reached = Arc::new(Notify::new());
     let hanging = Hanging { inner: store.timer_source(), crash, reached: reached.clone() };
     let first = Scheduler::new((*store).clone(), hanging, clock.clone()).lease(lease);
-    let task = tokio::spawn(async move { first.run_once().await });
-    reached.notified().await;
+    let mut task = tokio::spawn(async move { first.run_once().await });
+    tokio::select! {
+        () = reached.notified() => {}
+        // A pass that ends without reaching the crash (it claimed nothing, or failed) would
+        // leave this test waiting for ever.
+        ended = &mut task => panic!("the first scheduler never reached the crash: {ended:?}"),
+    }
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
 

@@ -39,9 +39,12 @@ pub(crate) mod private {
         const FOR_UPDATE: &'static str;
         /// The suffix of a claiming read that skips rows other claims locked.
         const SKIP_LOCKED: &'static str;
-        /// Whether a locking read also locks (and so skips) the rows its subqueries read, as
-        /// InnoDB's does; PostgreSQL locks only the rows of its `FROM`.
-        const SKIP_LOCKED_IN_SUBQUERIES: bool = false;
+        /// Whether a locking read also locks (and so another claim's skips) rows it only
+        /// read: those of its subqueries, and the index record that ends its range (InnoDB's
+        /// next-key lock, which falls on the first row of the next table's timers or topic's
+        /// messages). PostgreSQL locks only the rows it returns. Where it is true, a claim
+        /// chooses its rows by a plain read, then locks them by primary key.
+        const LOCKS_ROWS_IT_ONLY_READ: bool = false;
         /// The suffix of an `INSERT` that ignores a duplicate key (empty where the duplicate is
         /// reported as an error, which the caller classifies).
         const ON_CONFLICT_DO_NOTHING: &'static str;

@@ -50,7 +50,7 @@ impl Driver for MySql {
     const NOW_MICROS: &'static str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
-    const SKIP_LOCKED_IN_SUBQUERIES: bool = true;
+    const LOCKS_ROWS_IT_ONLY_READ: bool = true;
     const ON_CONFLICT_DO_NOTHING: &'static str = "";
     const CAST_INT: &'static str = "SIGNED";
     const BATCH_AS_ROWS: bool = true;

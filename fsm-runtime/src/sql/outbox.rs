@@ -65,7 +65,7 @@ pub(crate) async fn claimable<B: Driver>(
     let mut args = vec![Arg::Int(now), Arg::Int(now)];
     args.extend(topic.map(Arg::Text));
     args.push(Arg::Int(limit));
-    if !B::SKIP_LOCKED_IN_SUBQUERIES {
+    if !B::LOCKS_ROWS_IT_ONLY_READ {
         let rows = B::fetch(conn, owned(sql), &args).await?;
         return rows.iter().map(pending_message).collect();
     }

@@ -50,16 +50,38 @@ pub(crate) async fn due<B: Driver>(
 ) -> Result<Vec<DueTimer>, sqlx::Error> {
     let sql = format!(
         "SELECT {DUE_COLUMNS} FROM fsm_timers WHERE machine = {} AND entity_table = {} AND done_at_micros IS NULL \
-         AND due_at_micros <= {} AND claimed_until_micros < {} ORDER BY due_at_micros, id LIMIT {}{}",
+         AND due_at_micros <= {} AND claimed_until_micros < {} ORDER BY due_at_micros, id LIMIT {}",
         B::param(1),
         B::param(2),
         B::param(3),
         B::param(4),
         B::param(5),
-        B::SKIP_LOCKED
     );
     let args = [Arg::Text(machine), Arg::Text(table), Arg::Int(now), Arg::Int(now), Arg::Int(limit)];
-    B::fetch(conn, owned(sql), &args).await?.iter().map(due_timer).collect()
+    if !B::LOCKS_ROWS_IT_ONLY_READ {
+        let locking = format!("{sql}{}", B::SKIP_LOCKED);
+        return B::fetch(conn, owned(locking), &args).await?.iter().map(due_timer).collect();
+    }
+    // InnoDB's range read would also lock the index record after the range: the first timer of
+    // the next table, which that table's schedulers would then skip until this claim commits.
+    // The timers are chosen by a plain read, then locked by primary key and checked again.
+    let chosen: Vec<i64> =
+        B::fetch(conn, owned(sql), &args).await?.iter().map(|row| row.int(0)).collect::<Result<_, _>>()?;
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed: Vec<String> = (1..=chosen.len()).map(|n| B::param(n + 2)).collect();
+    let lock = format!(
+        "SELECT {DUE_COLUMNS} FROM fsm_timers WHERE done_at_micros IS NULL AND due_at_micros <= {} \
+         AND claimed_until_micros < {} AND id IN ({}) ORDER BY due_at_micros, id{}",
+        B::param(1),
+        B::param(2),
+        listed.join(", "),
+        B::SKIP_LOCKED
+    );
+    let mut args = vec![Arg::Int(now), Arg::Int(now)];
+    args.extend(chosen.iter().map(|id| Arg::Int(*id)));
+    B::fetch(conn, owned(lock), &args).await?.iter().map(due_timer).collect()
 }
 
 fn entity(row: &Row, text: usize, int: usize) -> Result<EntityId, sqlx::Error> {

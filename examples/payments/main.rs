@@ -16,7 +16,6 @@
 
 #![forbid(unsafe_code)]
 
-use clap::Parser as _;
 use fsm_suite::payments::{self, LogFormat};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -25,7 +24,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let args = payments::ServiceArgs::parse();
+    let args = payments::ServiceArgs::parse_checked();
     init_logging(args.log_format);
     let database_url =
         args.database_url_or_file_in(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))?;

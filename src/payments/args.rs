@@ -43,17 +43,17 @@ pub struct ServiceArgs {
     /// How long a charge may take before it counts as unanswered (the payment stays
     /// `capturing`, and the next attempt uses the same key): a duration as for
     /// `--authorization-ttl`, or milliseconds with `ms` (`2s`, the default; `500ms`).
-    #[arg(long, default_value = "2s", value_parser = parse_ttl, requires = "processor_url")]
+    #[arg(long, default_value = "2s", value_parser = parse_wait, requires = "processor_url")]
     pub processor_timeout: Duration,
     /// How long a payment stays `capturing` before the recovery worker makes its call again
     /// (`5s`, the default): longer than `--processor-timeout`.
-    #[arg(long, default_value = "5s", value_parser = parse_ttl, requires = "processor_url")]
+    #[arg(long, default_value = "5s", value_parser = parse_wait, requires = "processor_url")]
     pub recovery_after: Duration,
     /// How long a request waits for a lock another request holds (the same payment, or its
     /// `Idempotency-Key` still in flight) before it answers `409` with `Retry-After: 1`, a
     /// duration as for `--authorization-ttl` (`500ms`, `2s`); without it, as long as the
     /// database lets it.
-    #[arg(long, value_parser = parse_ttl)]
+    #[arg(long, value_parser = parse_wait)]
     pub lock_wait: Option<Duration>,
 }
 
@@ -98,7 +98,60 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     count.checked_mul(seconds_per).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
 }
 
+/// A wait as `--processor-timeout`, `--recovery-after` and `--lock-wait` take it: a duration as
+/// for [`parse_ttl`], above zero (a zero timeout would fail every charge, and PostgreSQL reads
+/// a zero lock timeout as none at all).
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(fsm_suite::payments::parse_wait("500ms"), Ok(Duration::from_millis(500)));
+/// assert!(fsm_suite::payments::parse_wait("0").is_err());
+/// assert!(fsm_suite::payments::parse_wait("0ms").is_err());
+/// ```
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    match parse_ttl(text)? {
+        Duration::ZERO => Err(format!("`{text}` is no wait: give a duration above zero (like 500ms or 2s)")),
+        wait => Ok(wait),
+    }
+}
+
 impl ServiceArgs {
+    /// The arguments, parsed and checked across options, from the process's command line;
+    /// on an error, clap's message and exit code.
+    pub fn parse_checked() -> Self {
+        match Self::try_parse_checked_from(std::env::args_os()) {
+            Ok(args) => args,
+            Err(error) => error.exit(),
+        }
+    }
+
+    /// The arguments from `argv`, parsed, then checked across options: `--recovery-after`
+    /// must be longer than `--processor-timeout`, or recovery would call again while the first
+    /// call may still be answered.
+    ///
+    /// ```
+    /// use fsm_suite::payments::ServiceArgs;
+    /// let argv = ["payments", "--processor-url", "http://p", "--processor-timeout", "5s", "--recovery-after", "2s"];
+    /// let error = ServiceArgs::try_parse_checked_from(argv).unwrap_err();
+    /// assert!(error.to_string().contains("--recovery-after (2s) must be longer than --processor-timeout (5s)"));
+    /// ```
+    pub fn try_parse_checked_from<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, Parser as _};
+        let args = Self::try_parse_from(argv)?;
+        if args.processor_url.is_some() && args.recovery_after <= args.processor_timeout {
+            let message = format!(
+                "--recovery-after ({:?}) must be longer than --processor-timeout ({:?})",
+                args.recovery_after, args.processor_timeout
+            );
+            return Err(Self::command().error(clap::error::ErrorKind::ArgumentConflict, message));
+        }
+        Ok(args)
+    }
+
     /// The processor captures go through, if `--processor-url` (or `PROCESSOR_URL`) names one.
     pub fn processor(&self) -> Option<ProcessorSettings> {
         let url = self.processor_url.as_deref().filter(|url| !url.trim().is_empty())?;
@@ -203,9 +256,28 @@ mod tests {
             &["payments", "--authorization-ttl", "soon"],
             &["payments", "--processor-url", "http://p", "--processor-timeout", "2 s"],
             &["payments", "--processor-timeout", "1s"],
+            &["payments", "--processor-url", "http://p", "--processor-timeout", "0"],
+            &["payments", "--processor-url", "http://p", "--recovery-after", "0ms"],
+            &["payments", "--lock-wait", "0s"],
         ] {
             assert!(ServiceArgs::try_parse_from(argv).is_err(), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn recovery_must_wait_longer_than_a_call() {
+        let argv = ["payments", "--processor-url", "http://p", "--processor-timeout", "3s", "--recovery-after", "3s"];
+        assert!(ServiceArgs::try_parse_from(argv).is_ok(), "each option alone is fine");
+        let error = ServiceArgs::try_parse_checked_from(argv).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(
+            error.to_string().contains("--recovery-after (3s) must be longer than --processor-timeout (3s)"),
+            "{error}"
+        );
+        let argv =
+            ["payments", "--processor-url", "http://p", "--processor-timeout", "500ms", "--recovery-after", "2s"];
+        assert!(ServiceArgs::try_parse_checked_from(argv).is_ok());
+        assert!(ServiceArgs::try_parse_checked_from(["payments"]).is_ok(), "no processor: nothing to check");
     }
 
     #[test]

@@ -45,6 +45,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use fsm_runtime::error::BoxError;
+use fsm_runtime::outbound::InFlightScan as _;
 use fsm_runtime::outbox::{OutboxMessage, PendingMessage, Publisher, Relay, SqlOutbox};
 use fsm_runtime::sqlx;
 use fsm_runtime::store::SqlStore;
@@ -52,7 +53,7 @@ use fsm_runtime::timer::{Clock, Scheduler, SqlTimers, SystemClock};
 use fsm_runtime::{Error, Keys as _, Store as _};
 use serde::Serialize;
 
-pub use args::{LogFormat, ServiceArgs, parse_ttl, redacted};
+pub use args::{LogFormat, ServiceArgs, parse_ttl, parse_wait, redacted};
 pub use keys::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, StoredResponse, idempotency_key};
 pub use ledger::{Ledger, PaymentRow};
 pub use machine::{PaymentEvent, PaymentState};
@@ -154,6 +155,15 @@ impl<B: Ledger> PaymentService<B> {
         Scheduler::new(self.store.clone(), self.store.timers(), clock)
     }
 
+    /// The ids of the payments `capturing` (charged or not: the processor's answer is not
+    /// recorded), at most `limit`, oldest first. Only a service with a processor settles them;
+    /// [`serve`] warns when it starts without one while there are some, since their amounts
+    /// stay reserved until then.
+    pub async fn capturing(&self, limit: usize) -> Result<Vec<String>, Error> {
+        let stuck = self.store.in_flight(i64::MAX, limit).await?;
+        Ok(stuck.into_iter().map(|payment| payment.id.to_string()).collect())
+    }
+
     /// The store of the payment machine.
     pub fn store(&self) -> &SqlStore<PaymentState, B> {
         &self.store
@@ -247,6 +257,9 @@ pub async fn serve<B: Ledger>(
     let scheduler = tokio::spawn(async move {
         scheduler.run(SCHEDULER_IDLE, async move { while stop_scheduler.changed().await.is_ok() {} }).await;
     });
+    if service.processor().is_none() {
+        warn_of_capturing(&service).await;
+    }
     let recovery = service.processor().map(|processor| {
         let (recovery, grace) = (processor.recovery(), processor.settings().claim());
         let mut stop_recovery = stop_relay.subscribe();
@@ -275,6 +288,19 @@ pub async fn serve<B: Ledger>(
     }
     tracing::info!("payment service stopped");
     Ok(served?)
+}
+
+/// Logs a warning when payments are `capturing` while the service runs without a processor:
+/// nothing settles them, and their amounts stay reserved, until it runs with one again.
+async fn warn_of_capturing<B: Ledger>(service: &PaymentService<B>) {
+    match service.capturing(10).await {
+        Ok(ids) if !ids.is_empty() => tracing::warn!(
+            payments = ?ids,
+            "payments are capturing, their amounts reserved, and only a service with --processor-url settles them"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not look for payments left capturing"),
+    }
 }
 
 /// Purges the keys older than [`KEY_RETENTION`] now and every [`KEY_PURGE_INTERVAL`], until

@@ -812,3 +812,30 @@ fn the_docs_show_the_payment_machine() {
     let block = format!("```mermaid\n{}```", PaymentState::MERMAID);
     assert!(docs.contains(&block), "docs/payment-service.md should show:\n{block}");
 }
+
+/// A processor nobody answers at leaves a capture `capturing`; `PaymentService::capturing`
+/// (what `serve` warns of when it starts without a processor) lists it, and only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn capturing_payments_are_listed_on_sqlite() {
+    let (url, _leftovers) = sqlite_file(&run_prefix("capturing-sqlite"));
+    let pool = payments::sqlite_pool(&url).await.expect("open the SQLite file");
+    bounded(async {
+        let nobody = format!("http://127.0.0.1:{}", free_port());
+        let settings =
+            ProcessorSettings::new(nobody).timeout(Duration::from_millis(300)).recovery_after(Duration::from_secs(600));
+        let plain = PaymentService::<sqlx::Sqlite>::new(pool.clone()).await.expect("create the tables");
+        let service = plain.clone().with_processor(settings).await.expect("the processor's claims");
+        let server = Server::start(service).await;
+        let api = Api::new(&server.base);
+        let run = run_prefix("capturing");
+        let payments = authorized_payments(&api, &run, 2, |_| false, |_| false).await;
+        assert_eq!(plain.capturing(10).await.unwrap(), Vec::<String>::new(), "none before a capture");
+        let path = format!("/payments/{}/capture", payments[0].id);
+        let reply = api.post(&path, &payments[0].key, &json!({})).await.expect("an answer");
+        assert_eq!((reply.status, reply.slug()), (StatusCode::CONFLICT, "capture-in-progress"), "{reply:?}");
+        server.stop().await;
+        assert_eq!(plain.capturing(10).await.unwrap(), vec![payments[0].id.clone()]);
+    })
+    .await;
+    pool.close().await;
+}

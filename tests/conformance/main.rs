@@ -34,6 +34,7 @@ mod caller_transaction;
 mod cases;
 mod cleanup_on_panic;
 mod connection_loss;
+mod future_sizes;
 mod galera_cluster;
 mod ids_as_stored;
 mod keyed_top_up;

@@ -136,27 +136,42 @@ impl Traced {
 
     /// Runs a transition request in the span, records its outcome on the span and counts it
     /// in [`TRANSITIONS_TOTAL`] and [`TRANSITION_DURATION_SECONDS`].
-    pub(crate) async fn transition<M: StateMachine>(
+    ///
+    /// `work` goes to the heap first: it holds every step of a request (some kilobytes), and
+    /// an `async fn` that awaits its argument holds it twice, copied again with each move of
+    /// the futures around it. One allocation instead; the caller's future stays small
+    /// (`tests/conformance/future_sizes.rs`).
+    pub(crate) fn transition<M: StateMachine>(
         self,
         work: impl Future<Output = Result<Outcome<M>, Error>>,
-    ) -> Result<Outcome<M>, Error> {
-        let result = work.instrument(self.span.clone()).await;
-        let label = OutcomeLabel::of(&result);
-        let elapsed = self.finish(label.as_str(), result.as_ref().err());
-        metrics::counter!(TRANSITIONS_TOTAL, "machine" => self.machine, "outcome" => label.as_str()).increment(1);
-        metrics::histogram!(TRANSITION_DURATION_SECONDS, "machine" => self.machine).record(elapsed.as_secs_f64());
-        result
+    ) -> impl Future<Output = Result<Outcome<M>, Error>> {
+        let work = Box::pin(work.instrument(self.span.clone()));
+        async move {
+            let result = work.await;
+            let label = OutcomeLabel::of(&result);
+            let elapsed = self.finish(label.as_str(), result.as_ref().err());
+            metrics::counter!(TRANSITIONS_TOTAL, "machine" => self.machine, "outcome" => label.as_str()).increment(1);
+            metrics::histogram!(TRANSITION_DURATION_SECONDS, "machine" => self.machine).record(elapsed.as_secs_f64());
+            result
+        }
     }
 
-    /// Runs another operation in the span and records its outcome on the span.
-    pub(crate) async fn run<T: Reported>(self, work: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        let result = work.instrument(self.span.clone()).await;
-        let outcome = match &result {
-            Ok(value) => value.outcome(),
-            Err(error) => OutcomeLabel::of_error(error).as_str(),
-        };
-        self.finish(outcome, result.as_ref().err());
-        result
+    /// Runs another operation in the span and records its outcome on the span (`work` on the
+    /// heap, as for [`Traced::transition`]).
+    pub(crate) fn run<T: Reported>(
+        self,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> impl Future<Output = Result<T, Error>> {
+        let work = Box::pin(work.instrument(self.span.clone()));
+        async move {
+            let result = work.await;
+            let outcome = match &result {
+                Ok(value) => value.outcome(),
+                Err(error) => OutcomeLabel::of_error(error).as_str(),
+            };
+            self.finish(outcome, result.as_ref().err());
+            result
+        }
     }
 
     /// Records the outcome, the duration and the error on the span; an error that is not a

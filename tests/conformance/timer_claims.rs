@@ -77,24 +77,18 @@ async fn claim_in_flight_hides_only_its_timers<B: TestBackend>(fx: Arc<Fixture<B
     assert!(timers.iter().all(|timer| timer.outcome.as_deref() == Some("fired") && timer.attempts == 1), "{timers:?}");
 }
 
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn claim_in_flight_hides_only_its_timers() {
-        crate::fixture::sql::run(
-            "claim_in_flight",
-            super::claim_in_flight_hides_only_its_timers::<fsm_runtime::sqlx::Postgres>,
-        )
-        .await;
-    }
+/// The case on each server with row locks.
+macro_rules! on_servers {
+    ($($module:ident: $db:ty),*) => {
+        $(
+            mod $module {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn claim_in_flight_hides_only_its_timers() {
+                    crate::fixture::sql::run("claim_in_flight", super::claim_in_flight_hides_only_its_timers::<$db>).await;
+                }
+            }
+        )*
+    };
 }
 
-mod mysql {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn claim_in_flight_hides_only_its_timers() {
-        crate::fixture::sql::run(
-            "claim_in_flight",
-            super::claim_in_flight_hides_only_its_timers::<fsm_runtime::sqlx::MySql>,
-        )
-        .await;
-    }
-}
+on_servers!(postgres: fsm_runtime::sqlx::Postgres, mysql: fsm_runtime::sqlx::MySql);

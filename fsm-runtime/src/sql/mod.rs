@@ -19,6 +19,7 @@
 
 mod backend;
 pub(crate) mod batch;
+pub(crate) mod claim;
 mod classify;
 pub(crate) mod entity;
 pub(crate) mod fences;

@@ -3,6 +3,7 @@
 use crate::clock::now_micros;
 use crate::message::{OutboxMessage, PendingMessage};
 use crate::sql::backend::private::Driver;
+use crate::sql::claim;
 use crate::sql::value::{Arg, Row, fixed, owned};
 
 /// Inserts an outbox message with its id.
@@ -74,25 +75,16 @@ pub(crate) async fn claimable<B: Driver>(
     // and the next one of the key taken for the head. The heads are chosen by a plain read,
     // then locked.
     let plain = sql.trim_end_matches(B::SKIP_LOCKED).to_owned();
-    let heads: Vec<i64> =
-        B::fetch(conn, owned(plain), &args).await?.iter().map(|row| row.int(0)).collect::<Result<_, _>>()?;
-    if heads.is_empty() {
-        return Ok(Vec::new());
-    }
-    let listed: Vec<String> = (1..=heads.len()).map(|n| B::param(n + 2)).collect();
-    let lock = format!(
+    let heads = claim::chosen::<B>(conn, plain, &args).await?;
+    let select = format!(
         "SELECT {MESSAGE_COLUMNS} FROM fsm_outbox o \
          WHERE o.published_at_micros IS NULL AND o.dead_at_micros IS NULL \
-         AND o.claimed_until_micros < {} AND o.next_attempt_at_micros <= {} AND o.id IN ({}) \
-         ORDER BY o.id{}",
+         AND o.claimed_until_micros < {} AND o.next_attempt_at_micros <= {}",
         B::param(1),
-        B::param(2),
-        listed.join(", "),
-        B::SKIP_LOCKED
+        B::param(2)
     );
-    let mut args = vec![Arg::Int(now), Arg::Int(now)];
-    args.extend(heads.iter().map(|id| Arg::Int(*id)));
-    let rows = B::fetch(conn, owned(lock), &args).await?;
+    let args = vec![Arg::Int(now), Arg::Int(now)];
+    let rows = claim::lock_chosen::<B>(conn, &select, args, ("o.id", "o.id"), &heads).await?;
     rows.iter().map(pending_message).collect()
 }
 

@@ -4,6 +4,7 @@ use crate::clock::now_micros;
 use crate::entity_id::EntityId;
 use crate::scheduled::{DueTimer, Timer, TimerRecord};
 use crate::sql::backend::private::Driver;
+use crate::sql::claim;
 use crate::sql::value::{Arg, Row, owned};
 
 /// Inserts `timer` with its id, due by the process's clock.
@@ -65,23 +66,16 @@ pub(crate) async fn due<B: Driver>(
     // InnoDB's range read would also lock the index record after the range: the first timer of
     // the next table, which that table's schedulers would then skip until this claim commits.
     // The timers are chosen by a plain read, then locked by primary key and checked again.
-    let chosen: Vec<i64> =
-        B::fetch(conn, owned(sql), &args).await?.iter().map(|row| row.int(0)).collect::<Result<_, _>>()?;
-    if chosen.is_empty() {
-        return Ok(Vec::new());
-    }
-    let listed: Vec<String> = (1..=chosen.len()).map(|n| B::param(n + 2)).collect();
-    let lock = format!(
+    let chosen = claim::chosen::<B>(conn, sql, &args).await?;
+    let select = format!(
         "SELECT {DUE_COLUMNS} FROM fsm_timers WHERE done_at_micros IS NULL AND due_at_micros <= {} \
-         AND claimed_until_micros < {} AND id IN ({}) ORDER BY due_at_micros, id{}",
+         AND claimed_until_micros < {}",
         B::param(1),
-        B::param(2),
-        listed.join(", "),
-        B::SKIP_LOCKED
+        B::param(2)
     );
-    let mut args = vec![Arg::Int(now), Arg::Int(now)];
-    args.extend(chosen.iter().map(|id| Arg::Int(*id)));
-    B::fetch(conn, owned(lock), &args).await?.iter().map(due_timer).collect()
+    let args = vec![Arg::Int(now), Arg::Int(now)];
+    let rows = claim::lock_chosen::<B>(conn, &select, args, ("id", "due_at_micros, id"), &chosen).await?;
+    rows.iter().map(due_timer).collect()
 }
 
 fn entity(row: &Row, text: usize, int: usize) -> Result<EntityId, sqlx::Error> {

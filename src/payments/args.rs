@@ -142,7 +142,7 @@ impl ServiceArgs {
     {
         use clap::{CommandFactory as _, Parser as _};
         let args = Self::try_parse_from(argv)?;
-        if args.processor_url.is_some() && args.recovery_after <= args.processor_timeout {
+        if args.processor().is_some() && args.recovery_after <= args.processor_timeout {
             let message = format!(
                 "--recovery-after ({:?}) must be longer than --processor-timeout ({:?})",
                 args.recovery_after, args.processor_timeout
@@ -278,6 +278,8 @@ mod tests {
             ["payments", "--processor-url", "http://p", "--processor-timeout", "500ms", "--recovery-after", "2s"];
         assert!(ServiceArgs::try_parse_checked_from(argv).is_ok());
         assert!(ServiceArgs::try_parse_checked_from(["payments"]).is_ok(), "no processor: nothing to check");
+        let blank = ["payments", "--processor-url", " ", "--processor-timeout", "10s"];
+        assert!(ServiceArgs::try_parse_checked_from(blank).is_ok(), "a blank URL is no processor");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use crate::fixture::machines::Order;
 use crate::fixture::sql::{Fixture, TestBackend};
 use fsm_runtime::{Store, TransitionRequest};
 
-/// Far above what the stores need now (under 1 KB), far below what they took before.
+/// Far above what the stores need now (under 1 KB), far below what they took before. A new
+/// compiler may lay futures out otherwise: a failure after a toolchain upgrade alone means the
+/// bound, not the code, needs a look.
 const BOUND: usize = 2048;
 
 async fn request_futures_are_small<B: TestBackend>(fx: Arc<Fixture<B, Order>>) {

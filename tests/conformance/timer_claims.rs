@@ -17,6 +17,15 @@ use fsm_runtime::{StateMachine, Store, TransitionRequest};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// A task aborted when the test ends, passed or failed: it must not outlive the tables.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap()
 }
@@ -45,7 +54,13 @@ async fn claim_in_flight_hides_only_its_timers<B: TestBackend>(fx: Arc<Fixture<B
         p(4)
     );
     let args = vec![Arg::from(Order::MACHINE), Arg::from(fx.table.as_str()), Arg::I64(lagging), Arg::I64(lagging)];
-    let mut other = fx.pool().begin().await.unwrap();
+    // At READ COMMITTED on MySQL, as the store's claims run (`before_claim`): the record after
+    // the range is locked there too.
+    let mut conn = fx.pool().acquire().await.unwrap();
+    if B::LABEL == "MySQL/MariaDB" {
+        B::execute(&mut conn, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(), Vec::new()).await.unwrap();
+    }
+    let mut other = fsm_runtime::sqlx::Connection::begin(&mut *conn).await.unwrap();
     assert!(
         B::fetch_i64(&mut *other, claim, args).await.unwrap().is_some(),
         "{}: the other claim holds timer 1",
@@ -54,10 +69,10 @@ async fn claim_in_flight_hides_only_its_timers<B: TestBackend>(fx: Arc<Fixture<B
 
     clock.advance(3 * HOUR);
     let scheduler = Scheduler::new(fx.store.clone(), fx.store.timers(), clock.clone());
-    let pass = tokio::spawn({
+    let mut pass = AbortOnDrop(tokio::spawn({
         let scheduler = scheduler.clone();
         async move { scheduler.run_once().await }
-    });
+    }));
     // Timer 2 is claimed and fired while the other claim is open. (Marking it done waits for
     // that claim on MySQL: the index record the mark changes is under the other's lock.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -67,7 +82,8 @@ async fn claim_in_flight_hides_only_its_timers<B: TestBackend>(fx: Arc<Fixture<B
     }
     assert_eq!(fx.store.get(1).await.unwrap().state, Order::Paid, "timer 1 is the other claim's");
     other.rollback().await.unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(30), pass).await.expect("the pass ends").unwrap().unwrap();
+    let report =
+        tokio::time::timeout(Duration::from_secs(30), &mut pass.0).await.expect("the pass ends").unwrap().unwrap();
     assert_eq!((report.fired, report.no_ops, report.errors), (1, 0, 0), "{}: timer 2 alone", B::LABEL);
 
     let report = scheduler.run_once().await.unwrap();

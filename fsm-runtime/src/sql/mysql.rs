@@ -134,8 +134,9 @@ impl Driver for MySql {
     }
 
     /// InnoDB's REPEATABLE READ would keep next-key locks on the rows and gaps the scan passed;
-    /// READ COMMITTED locks only the claimed rows, so that relays of other topics (or later
-    /// batches) do not skip rows they could claim.
+    /// READ COMMITTED keeps fewer, though a locking range read still locks the record after its
+    /// range and the rows its subqueries read (hence [`Driver::LOCKS_ROWS_IT_ONLY_READ`]: the
+    /// claims lock by primary key the rows a plain read chose).
     async fn before_claim(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
         Self::execute_script(conn, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await
     }

@@ -75,6 +75,9 @@ pub(crate) async fn claimable<B: Driver>(
     // and the next one of the key taken for the head. The heads are chosen by a plain read,
     // then locked.
     let plain = sql.trim_end_matches(B::SKIP_LOCKED).to_owned();
+    if let Some(last) = args.last_mut() {
+        *last = Arg::Int(claim::choose(limit));
+    }
     let heads = claim::chosen::<B>(conn, plain, &args).await?;
     let select = format!(
         "SELECT {MESSAGE_COLUMNS} FROM fsm_outbox o \
@@ -84,7 +87,7 @@ pub(crate) async fn claimable<B: Driver>(
         B::param(2)
     );
     let args = vec![Arg::Int(now), Arg::Int(now)];
-    let rows = claim::lock_chosen::<B>(conn, &select, args, ("o.id", "o.id"), &heads).await?;
+    let rows = claim::lock_chosen::<B>(conn, &select, args, ("o.id", "o.id", limit), &heads).await?;
     rows.iter().map(pending_message).collect()
 }
 

@@ -66,7 +66,8 @@ pub(crate) async fn due<B: Driver>(
     // InnoDB's range read would also lock the index record after the range: the first timer of
     // the next table, which that table's schedulers would then skip until this claim commits.
     // The timers are chosen by a plain read, then locked by primary key and checked again.
-    let chosen = claim::chosen::<B>(conn, sql, &args).await?;
+    let choose = [Arg::Text(machine), Arg::Text(table), Arg::Int(now), Arg::Int(now), Arg::Int(claim::choose(limit))];
+    let chosen = claim::chosen::<B>(conn, sql, &choose).await?;
     let select = format!(
         "SELECT {DUE_COLUMNS} FROM fsm_timers WHERE done_at_micros IS NULL AND due_at_micros <= {} \
          AND claimed_until_micros < {}",
@@ -74,7 +75,7 @@ pub(crate) async fn due<B: Driver>(
         B::param(2)
     );
     let args = vec![Arg::Int(now), Arg::Int(now)];
-    let rows = claim::lock_chosen::<B>(conn, &select, args, ("id", "due_at_micros, id"), &chosen).await?;
+    let rows = claim::lock_chosen::<B>(conn, &select, args, ("id", "due_at_micros, id", limit), &chosen).await?;
     rows.iter().map(due_timer).collect()
 }
 

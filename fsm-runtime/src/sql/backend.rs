@@ -42,8 +42,9 @@ pub(crate) mod private {
         /// Whether a locking read also locks (and so another claim's skips) rows it only
         /// read: those of its subqueries, and the index record that ends its range (InnoDB's
         /// next-key lock, which falls on the first row of the next table's timers or topic's
-        /// messages; taken at READ COMMITTED too). PostgreSQL locks only the rows it returns. Where it is true, a claim
-        /// chooses its rows by a plain read, then locks them by primary key.
+        /// messages; taken at READ COMMITTED too). PostgreSQL locks only the rows it returns.
+        /// Where it is true, a claim chooses its rows by a plain read, then locks them by
+        /// primary key ([`crate::sql::claim`]).
         const LOCKS_ROWS_IT_ONLY_READ: bool = false;
         /// The suffix of an `INSERT` that ignores a duplicate key (empty where the duplicate is
         /// reported as an error, which the caller classifies).

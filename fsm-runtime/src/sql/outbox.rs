@@ -51,33 +51,34 @@ pub(crate) async fn claimable<B: Driver>(
         Some(_) => (B::OUTBOX_TOPIC_HINT, format!(" AND o.topic = {}", B::param(3)), B::param(4)),
         None => ("", String::new(), B::param(3)),
     };
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM fsm_outbox o{hint} \
-         WHERE o.published_at_micros IS NULL AND o.dead_at_micros IS NULL \
-         AND o.claimed_until_micros < {} AND o.next_attempt_at_micros <= {}{topic_filter} \
-         AND (o.message_key IS NULL OR NOT EXISTS (SELECT 1 FROM fsm_outbox e \
-              WHERE e.topic = o.topic AND e.message_key = o.message_key AND e.id < o.id \
-              AND e.published_at_micros IS NULL AND e.dead_at_micros IS NULL)) \
-         ORDER BY o.id LIMIT {limit_param}{}",
-        B::param(1),
-        B::param(2),
-        B::SKIP_LOCKED
-    );
-    let mut args = vec![Arg::Int(now), Arg::Int(now)];
-    args.extend(topic.map(Arg::Text));
-    args.push(Arg::Int(limit));
+    // The read, of `columns`, and its arguments, for a claim of up to `limit` messages.
+    let read = |columns: &str, limit: i64| {
+        let sql = format!(
+            "SELECT {columns} FROM fsm_outbox o{hint} \
+             WHERE o.published_at_micros IS NULL AND o.dead_at_micros IS NULL \
+             AND o.claimed_until_micros < {} AND o.next_attempt_at_micros <= {}{topic_filter} \
+             AND (o.message_key IS NULL OR NOT EXISTS (SELECT 1 FROM fsm_outbox e \
+                  WHERE e.topic = o.topic AND e.message_key = o.message_key AND e.id < o.id \
+                  AND e.published_at_micros IS NULL AND e.dead_at_micros IS NULL)) \
+             ORDER BY o.id LIMIT {limit_param}",
+            B::param(1),
+            B::param(2),
+        );
+        let mut args = vec![Arg::Int(now), Arg::Int(now)];
+        args.extend(topic.map(Arg::Text));
+        args.push(Arg::Int(limit));
+        (sql, args)
+    };
     if !B::LOCKS_ROWS_IT_ONLY_READ {
-        let rows = B::fetch(conn, owned(sql), &args).await?;
+        let (sql, args) = read(MESSAGE_COLUMNS, limit);
+        let rows = B::fetch(conn, owned(format!("{sql}{}", B::SKIP_LOCKED)), &args).await?;
         return rows.iter().map(pending_message).collect();
     }
     // MySQL/MariaDB lock (and so skip) the rows a locking read's subquery reads too: the
     // earlier message of a key, claimed by another relay's uncommitted claim, would be skipped
-    // and the next one of the key taken for the head. The heads are chosen by a plain read,
-    // then locked.
-    let plain = sql.trim_end_matches(B::SKIP_LOCKED).to_owned();
-    if let Some(last) = args.last_mut() {
-        *last = Arg::Int(claim::choose(limit));
-    }
+    // and the next one of the key taken for the head. The heads are chosen by a plain read of
+    // their ids, then locked.
+    let (plain, args) = read("o.id", claim::choose(limit));
     let heads = claim::chosen::<B>(conn, plain, &args).await?;
     let select = format!(
         "SELECT {MESSAGE_COLUMNS} FROM fsm_outbox o \

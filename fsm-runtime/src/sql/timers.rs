@@ -49,25 +49,30 @@ pub(crate) async fn due<B: Driver>(
     now: i64,
     limit: i64,
 ) -> Result<Vec<DueTimer>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {DUE_COLUMNS} FROM fsm_timers WHERE machine = {} AND entity_table = {} AND done_at_micros IS NULL \
-         AND due_at_micros <= {} AND claimed_until_micros < {} ORDER BY due_at_micros, id LIMIT {}",
-        B::param(1),
-        B::param(2),
-        B::param(3),
-        B::param(4),
-        B::param(5),
-    );
-    let args = [Arg::Text(machine), Arg::Text(table), Arg::Int(now), Arg::Int(now), Arg::Int(limit)];
+    // The read, of `columns`, and its arguments, for a claim of up to `limit` timers.
+    let read = |columns: &str, limit: i64| {
+        let sql = format!(
+            "SELECT {columns} FROM fsm_timers WHERE machine = {} AND entity_table = {} \
+             AND done_at_micros IS NULL AND due_at_micros <= {} AND claimed_until_micros < {} \
+             ORDER BY due_at_micros, id LIMIT {}",
+            B::param(1),
+            B::param(2),
+            B::param(3),
+            B::param(4),
+            B::param(5),
+        );
+        (sql, [Arg::Text(machine), Arg::Text(table), Arg::Int(now), Arg::Int(now), Arg::Int(limit)])
+    };
     if !B::LOCKS_ROWS_IT_ONLY_READ {
-        let locking = format!("{sql}{}", B::SKIP_LOCKED);
-        return B::fetch(conn, owned(locking), &args).await?.iter().map(due_timer).collect();
+        let (sql, args) = read(DUE_COLUMNS, limit);
+        return B::fetch(conn, owned(format!("{sql}{}", B::SKIP_LOCKED)), &args).await?.iter().map(due_timer).collect();
     }
     // InnoDB's range read would also lock the index record after the range: the first timer of
     // the next table, which that table's schedulers would then skip until this claim commits.
-    // The timers are chosen by a plain read, then locked by primary key and checked again.
-    let choose = [Arg::Text(machine), Arg::Text(table), Arg::Int(now), Arg::Int(now), Arg::Int(claim::choose(limit))];
-    let chosen = claim::chosen::<B>(conn, sql, &choose).await?;
+    // The timers are chosen by a plain read of their ids, then locked by primary key and
+    // checked again.
+    let (plain, args) = read("id", claim::choose(limit));
+    let chosen = claim::chosen::<B>(conn, plain, &args).await?;
     let select = format!(
         "SELECT {DUE_COLUMNS} FROM fsm_timers WHERE done_at_micros IS NULL AND due_at_micros <= {} \
          AND claimed_until_micros < {}",
